@@ -1,0 +1,1 @@
+"""Beaker sessions and cache regions for Pyramid."""

@@ -1,0 +1,415 @@
+"""The session: a complete Pyramid ``ISession`` over a pyramid_beaker store.
+
+The session loads lazily (``request.session`` alone does no I/O), records
+which keys a request changed, and saves only those keys when the response
+is made, as an atomic merge in the store.  A request that only reads does
+not write, except to refresh the stored access time at most once per
+``refresh_interval``.
+"""
+import datetime
+import hmac
+import secrets
+
+from pyramid.interfaces import ISession, ISessionFactory
+from zope.interface import implementer
+
+from . import stores
+from .codec import CopyCodec, SignedCodec, check_json, derive_key
+from .settings import session_options_from_settings
+from .stores.base import now
+
+#: Stored lifetime of sessions that have no ``timeout``: 30 days idle.
+DEFAULT_MAX_IDLE = 30 * 24 * 3600
+#: Lifetime given to a cookie with ``cookie_expires = false``: 10 years.
+_FOREVER = 10 * 365 * 24 * 3600
+CSRF_KEY = '_csrft_'
+FLASH_PREFIX = '_f_'
+_MISSING = object()
+
+
+def _new_id():
+    return secrets.token_hex(16)
+
+
+def _is_id(value):
+    return len(value) == 32 and all(c in '0123456789abcdef' for c in value)
+
+
+def refresh_interval(options):
+    """Seconds between access-time refreshes by read-only requests.
+
+    ``refresh_interval`` when set; otherwise a tenth of ``timeout`` (at
+    most 5 minutes), or one day for sessions without a timeout.
+    """
+    if options['refresh_interval'] is not None:
+        return options['refresh_interval']
+    if options['timeout'] is None:
+        return 24 * 3600
+    return max(1, min(300, options['timeout'] // 10))
+
+
+class IdCookie:
+    """Signs and checks the session id carried in the cookie: ``id.mac``."""
+
+    def __init__(self, secret):
+        self._key = derive_key(secret, 'session-id')
+
+    def _mac(self, session_id):
+        return hmac.new(self._key, session_id.encode(), 'sha256').hexdigest()[:32]
+
+    def dumps(self, session_id):
+        return '%s.%s' % (session_id, self._mac(session_id))
+
+    def loads(self, value):
+        """Return the id in a cookie value, or None when it is not ours."""
+        session_id, _, mac = value.partition('.')
+        if _is_id(session_id) and hmac.compare_digest(mac, self._mac(session_id)):
+            return session_id
+        return None
+
+
+def _value_check(serializer):
+    """Return a function that rejects values ``serializer`` cannot store."""
+    if serializer == 'json':
+        return check_json
+    dumps = CopyCodec(serializer).dumps
+
+    def check(key, value):
+        try:
+            dumps(value)
+        except Exception as exc:
+            raise TypeError('session key %r: cannot be serialized: %s'
+                            % (key, exc)) from None
+
+    return check
+
+
+@implementer(ISessionFactory)
+class SessionFactory:
+    """Makes a :class:`BeakerSession` per request; holds the store.
+
+    Build it with :func:`BeakerSessionFactoryConfig` or
+    :func:`session_factory_from_settings`.
+    """
+
+    def __init__(self, options):
+        self.options = options
+        module = stores.backend_module(options['type'])
+        if options['type'] == 'memory':
+            codec = CopyCodec(options['data_serializer'])
+        else:
+            codec = SignedCodec(options['data_serializer'], options['secret'], 'session')
+        self.store = module.SESSION_STORE(options, codec)
+        self.client_side = getattr(self.store, 'client_side', False)
+        self.id_cookie = IdCookie(options['secret'])
+        self.check_value = _value_check(options['data_serializer'])
+        self.timeout = options['timeout']
+        self.ttl = self.timeout or DEFAULT_MAX_IDLE
+        self.refresh_interval = refresh_interval(options)
+        self.track_access = options['save_accessed_time']
+        self.cookie_name = options['key']
+        self.cookie_on_exception = options['cookie_on_exception']
+        self.constant_csrf_token = options['constant_csrf_token']
+        self._cookie_args = self._cookie_arguments(options)
+
+    @staticmethod
+    def _cookie_arguments(options):
+        args = {
+            'path': options['cookie_path'],
+            'domain': options['cookie_domain'],
+            'secure': options['secure'],
+            'httponly': options['httponly'],
+            'samesite': options['samesite'],
+        }
+        expires = options['cookie_expires']
+        if expires is False:
+            args['max_age'] = _FOREVER
+        elif isinstance(expires, datetime.datetime):
+            args['expires'] = expires
+        elif expires is not True:
+            args['max_age'] = expires
+        return args
+
+    def __call__(self, request):
+        return BeakerSession(request, self)
+
+    def set_cookie(self, response, value):
+        response.set_cookie(self.cookie_name, value, **self._cookie_args)
+
+    def delete_cookie(self, response):
+        response.delete_cookie(self.cookie_name, path=self._cookie_args['path'],
+                               domain=self._cookie_args['domain'])
+
+
+@implementer(ISession)
+class BeakerSession:
+    """A Pyramid session backed by a pyramid_beaker store.
+
+    Only the user's keys are visible through the dict API.  Mutations are
+    tracked per key; call :meth:`changed` after changing a nested value in
+    place.  :meth:`invalidate` deletes the stored data; :meth:`regenerate_id`
+    keeps the data under a new id (use it at login, against fixation).
+    """
+
+    def __init__(self, request, factory):
+        self._request = request
+        self._factory = factory
+        self._loaded = False
+
+    # -- loading ----------------------------------------------------------
+
+    def _load(self):
+        factory = self._factory
+        self._loaded = True
+        self._changed = {}
+        self._deleted = set()
+        self._old_id = None
+        self._cookie_value = None
+        self._touch = False
+        self._invalidated = False
+        record = None
+        value = self._request.cookies.get(factory.cookie_name)
+        if factory.client_side:
+            self._id = None
+            if value:
+                record = factory.store.load_cookie(value)
+        else:
+            self._id = factory.id_cookie.loads(value) if value else None
+            if self._id is not None:
+                record = factory.store.load(self._id)
+        current = now()
+        if record is not None and factory.timeout is not None \
+                and record.accessed + factory.timeout < current:
+            if self._id is not None:
+                factory.store.delete(self._id)
+            record = None
+        if record is None:
+            self._id = None
+            self._data = {}
+            self.created = current
+            self.accessed = current
+            self.new = True
+        else:
+            self._data = record.data
+            self.created = record.created
+            self.accessed = record.accessed
+            self.new = False
+            self._touch = (factory.track_access
+                           and current - record.accessed >= factory.refresh_interval)
+        self._request.add_response_callback(self._finish)
+
+    @property
+    def _d(self):
+        if not self._loaded:
+            self._load()
+        return self._data
+
+    def __getattr__(self, name):
+        # ``new``, ``created`` and ``accessed`` exist once loaded.
+        if name in ('new', 'created', 'accessed') and not self.__dict__.get('_loaded'):
+            self._load()
+            return self.__dict__[name]
+        raise AttributeError(name)
+
+    @property
+    def id(self):
+        """The session id, or None for a new session not yet saved."""
+        self._d
+        return self._id
+
+    # -- reading ----------------------------------------------------------
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def get(self, key, default=None):
+        return self._d.get(key, default)
+
+    def __contains__(self, key):
+        return key in self._d
+
+    def __iter__(self):
+        return iter(list(self._d))
+
+    def __len__(self):
+        return len(self._d)
+
+    def keys(self):
+        return self._d.keys()
+
+    def values(self):
+        return self._d.values()
+
+    def items(self):
+        return self._d.items()
+
+    def __repr__(self):
+        return '<%s %r>' % (type(self).__name__, self._d)
+
+    # -- writing ----------------------------------------------------------
+
+    def _set(self, key, value):
+        if not isinstance(key, str):
+            raise TypeError('session keys must be strings, not %r' % (key,))
+        self._factory.check_value(key, value)
+        self._d[key] = value
+        self._changed[key] = value
+        self._deleted.discard(key)
+
+    def _forget(self, key):
+        self._changed.pop(key, None)
+        self._deleted.add(key)
+
+    def __setitem__(self, key, value):
+        self._set(key, value)
+
+    def __delitem__(self, key):
+        del self._d[key]
+        self._forget(key)
+
+    def setdefault(self, key, default=None):
+        if key not in self._d:
+            self._set(key, default)
+        return self._d[key]
+
+    def update(self, *args, **kw):
+        for key, value in dict(*args, **kw).items():
+            self._set(key, value)
+
+    def pop(self, key, default=_MISSING):
+        if key in self._d:
+            self._forget(key)
+            return self._d.pop(key)
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self):
+        key, value = self._d.popitem()
+        self._forget(key)
+        return key, value
+
+    def clear(self):
+        for key in list(self._d):
+            self._forget(key)
+        self._d.clear()
+
+    def changed(self):
+        """Save every key at the end of the request (after in-place changes)."""
+        self._changed.update(self._d)
+
+    def invalidate(self):
+        """Delete the stored session now and start a new, empty one."""
+        self._d
+        if self._id is not None:
+            self._factory.store.delete(self._id)
+            self._old_id = self._id
+        self._id = None
+        self._data = {}
+        self._changed = {}
+        self._deleted = set()
+        self.new = True
+        self.created = self.accessed = now()
+        self._touch = False
+        self._invalidated = True
+
+    def regenerate_id(self):
+        """Keep the data but move it to a new id (call it at login)."""
+        self._d
+        if self._id is not None:
+            self._factory.store.delete(self._id)
+            self._old_id = self._id
+        self._id = None
+        self._changed = dict(self._data)
+        self._deleted = set()
+
+    # -- flash messages and CSRF --------------------------------------------
+
+    def flash(self, msg, queue='', allow_duplicate=True):
+        storage = list(self.get(FLASH_PREFIX + queue, ()))
+        if allow_duplicate or msg not in storage:
+            storage.append(msg)
+            self[FLASH_PREFIX + queue] = storage
+
+    def pop_flash(self, queue=''):
+        return self.pop(FLASH_PREFIX + queue, [])
+
+    def peek_flash(self, queue=''):
+        return list(self.get(FLASH_PREFIX + queue, []))
+
+    def new_csrf_token(self):
+        token = self._factory.constant_csrf_token or secrets.token_hex(20)
+        self[CSRF_KEY] = token
+        return token
+
+    def get_csrf_token(self):
+        token = self.get(CSRF_KEY)
+        if not token:
+            token = self.new_csrf_token()
+        return token
+
+    # -- saving -------------------------------------------------------------
+
+    def _finish(self, request, response):
+        """Response callback: save what changed and set or clear the cookie."""
+        factory = self._factory
+        if request.exception is not None and not factory.cookie_on_exception:
+            return
+        current = now()
+        if self._changed or self._deleted:
+            if factory.client_side:
+                data = self._data if self._data else None
+                if data is None:
+                    factory.delete_cookie(response)
+                else:
+                    factory.set_cookie(response, factory.store.dump_cookie(
+                        data, self.created, current))
+                return
+            if self._id is None:
+                if not self._data and not self._changed:
+                    self._clear_old_cookie(response)
+                    return
+                self._id = _new_id()
+            factory.store.save(self._id, self._changed, frozenset(self._deleted),
+                               self.created, current, factory.ttl)
+            factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+        elif self._touch:
+            if factory.client_side:
+                factory.set_cookie(response, factory.store.dump_cookie(
+                    self._data, self.created, current))
+            else:
+                factory.store.touch(self._id, current, factory.ttl)
+                if 'max_age' in factory._cookie_args:
+                    factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+        elif self._old_id is not None or self._invalidated:
+            self._clear_old_cookie(response)
+
+    def _clear_old_cookie(self, response):
+        if self._request.cookies.get(self._factory.cookie_name):
+            self._factory.delete_cookie(response)
+
+
+def BeakerSessionFactoryConfig(**options):
+    """Return a Pyramid session factory built from Beaker session options.
+
+    Options are Beaker's session options (``type``, ``data_dir``,
+    ``lock_dir``, ``url``, ``key``, ``secret``, ``timeout``,
+    ``cookie_expires``, ...) plus ``cookie_on_exception``,
+    ``constant_csrf_token`` and ``refresh_interval``.  Strings are coerced as
+    from an ini file; typed values pass through.  Bad values raise
+    :class:`pyramid.exceptions.ConfigurationError` naming the option::
+
+        config.set_session_factory(BeakerSessionFactoryConfig(
+            type='file', data_dir='/var/app/sessions', key='app',
+            secret='...'))
+    """
+    return SessionFactory(session_options_from_settings({}, '', overrides=options))
+
+
+def session_factory_from_settings(settings, prefix='session.'):
+    """Return a session factory from settings under ``prefix``.
+
+    With the default prefix, ``beaker.session.*`` keys are read too
+    (``session.*`` wins).  Errors name the full setting key.
+    """
+    return SessionFactory(session_options_from_settings(settings, prefix))

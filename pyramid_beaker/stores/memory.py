@@ -1,0 +1,137 @@
+"""In-process storage: sessions and cache entries kept in this process's memory.
+
+Nothing leaves the process, so nothing is signed; session records are still
+serialized (JSON by default) so that memory sessions behave exactly like the
+server-side ones.  Idle sessions are swept out as new ones are saved, so a
+process does not keep dead sessions forever.
+"""
+import threading
+
+from beaker.synchronization import NameLock
+
+from ..codec import CopyCodec
+from .base import NamespaceManager, Record, SessionStore, merge, now
+
+ENTRY_POINT = 'pyramid_beaker.memory'
+OPTIONS = {}
+#: Default idle lifetime of memory sessions without a ``timeout``: 30 days.
+DEFAULT_MAX_IDLE = 30 * 24 * 3600
+
+
+class MemorySessionStore(SessionStore):
+    """Session records in a dict of this process, guarded by one lock."""
+
+    name = 'memory'
+    sweep_every = 1000
+
+    def __init__(self, options, codec):
+        super().__init__(options, codec)
+        self.records = {}  # id -> [serialized data, created, accessed, expires]
+        self.lock = threading.Lock()
+        self._saves = 0
+
+    def load(self, session_id):
+        entry = self.records.get(session_id)
+        if entry is None or entry[3] < now():
+            return None
+        return Record(self.codec.loads(entry[0]), entry[1], entry[2])
+
+    def save(self, session_id, changed, deleted, created, accessed, ttl):
+        with self.lock:
+            entry = self.records.get(session_id)
+            if entry is None or entry[3] < now():
+                data = {}
+            else:
+                data = self.codec.loads(entry[0])
+                created = entry[1]
+            merge(data, changed, deleted)
+            self.records[session_id] = [
+                self.codec.dumps(data), created, accessed, accessed + ttl]
+            self._saves += 1
+            if self._saves % self.sweep_every == 0:
+                self._sweep(now())
+
+    def touch(self, session_id, accessed, ttl):
+        with self.lock:
+            entry = self.records.get(session_id)
+            if entry is not None:
+                entry[2], entry[3] = accessed, accessed + ttl
+
+    def delete(self, session_id):
+        with self.lock:
+            self.records.pop(session_id, None)
+
+    def purge_expired(self, max_idle, now_=None):
+        when = now() if now_ is None else now_
+        with self.lock:
+            before = len(self.records)
+            self._sweep(when, max_idle)
+            return before - len(self.records)
+
+    def _sweep(self, when, max_idle=None):
+        for session_id, entry in list(self.records.items()):
+            if entry[3] < when or (max_idle is not None and entry[2] + max_idle < when):
+                del self.records[session_id]
+
+
+def make_memory_codec(options):
+    """Memory stores copy through the configured serializer, unsigned."""
+    return CopyCodec(options.get('data_serializer') or 'json')
+
+
+class MemoryNamespaceManager(NamespaceManager):
+    """Cache entries in a dict shared by every manager of the same namespace.
+
+    Values are kept as Python objects (no serialization), as in Beaker's
+    own memory backend; expired entries are dropped when they are read.
+    """
+
+    name = 'memory'
+    _namespaces = {}
+    _namespaces_lock = threading.Lock()
+
+    def __init__(self, namespace, **options):
+        super().__init__(namespace)
+        with self._namespaces_lock:
+            self.dictionary = self._namespaces.setdefault(namespace, {})
+        self.options = options
+
+    def get_creation_lock(self, key):
+        return NameLock(identifier='memorycontainer/funclock/%s/%s'
+                        % (self.namespace, key), reentrant=True)
+
+    def get_entry(self, key):
+        """Return the ``(stored, expire, value)`` entry or None (no locks)."""
+        entry = self.dictionary.get(key)
+        if entry is not None and entry[1] is not None and entry[0] + entry[1] <= now():
+            self.dictionary.pop(key, None)
+            return None
+        return entry
+
+    def set_entry(self, key, entry, expiretime=None):
+        self.dictionary[key] = tuple(entry)
+
+    def __getitem__(self, key):
+        return self.dictionary[key]
+
+    def __contains__(self, key):
+        return key in self.dictionary
+
+    def __setitem__(self, key, value):
+        self.dictionary[key] = value
+
+    def set_value(self, key, value, expiretime=None):
+        self.dictionary[key] = value
+
+    def __delitem__(self, key):
+        self.dictionary.pop(key, None)
+
+    def do_remove(self):
+        self.dictionary.clear()
+
+    def keys(self):
+        return list(self.dictionary)
+
+
+SESSION_STORE = MemorySessionStore
+NAMESPACE_MANAGER = MemoryNamespaceManager

@@ -1,0 +1,86 @@
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+
+
+def readfile(name):
+    with open(os.path.join(here, name), encoding='utf-8') as f:
+        return f.read()
+
+
+install_requires = [
+    'pyramid >= 2.0',  # ISession without CSRF methods, SessionCSRFStoragePolicy
+    'beaker >= 1.12',  # entry-point backend registry, samesite cookies
+    'venusian >= 3.0',  # AttachInfo.codeinfo used for conflict reports
+]
+redis_requires = ['redis >= 4.2']  # redis.Redis.from_url, Lua scripts
+memcached_requires = ['pymemcache >= 4.0']  # gets/cas with noreply=False
+database_requires = [
+    'sqlalchemy >= 2.0',  # Connection.execute(text(...)) with dict params
+    'psycopg[binary] >= 3.1',  # the default PostgreSQL driver in URLs
+]
+crypto_requires = ['cryptography >= 3.4']  # AESGCM for encrypted cookies
+testing_requires = (
+    [
+        'pytest >= 7',
+        'webtest >= 3.0',
+        'waitress >= 2.1',
+        'plaster_pastedeploy',
+        'selenium >= 4.10',  # Service(executable_path=...) for chromedriver
+    ]
+    + redis_requires
+    + memcached_requires
+    + database_requires
+    + crypto_requires
+)
+benchmark_requires = ['dogpile.cache', 'pyramid_session_redis']
+
+setup(
+    name='pyramid_beaker',
+    version='1.0.dev0',
+    description='Beaker sessions and cache regions for Pyramid',
+    long_description=readfile('README.rst'),
+    long_description_content_type='text/x-rst',
+    classifiers=[
+        'Development Status :: 4 - Beta',
+        'Framework :: Pyramid',
+        'Intended Audience :: Developers',
+        'License :: OSI Approved :: BSD License',
+        'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3 :: Only',
+        'Programming Language :: Python :: 3.10',
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+        'Programming Language :: Python :: 3.13',
+        'Topic :: Internet :: WWW/HTTP :: Session',
+        'Topic :: Internet :: WWW/HTTP :: WSGI',
+    ],
+    keywords='pyramid beaker session cache redis memcached',
+    license='BSD-derived',
+    packages=find_packages(include=['pyramid_beaker', 'pyramid_beaker.*']),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires='>=3.10',
+    install_requires=install_requires,
+    extras_require={
+        'redis': redis_requires,
+        'memcached': memcached_requires,
+        'database': database_requires,
+        'crypto': crypto_requires,
+        'testing': testing_requires,
+        'benchmarks': testing_requires + benchmark_requires,
+    },
+    entry_points={
+        'beaker.backends': [
+            'pyramid_beaker.memory = pyramid_beaker.stores.memory:MemoryNamespaceManager',
+            'pyramid_beaker.file = pyramid_beaker.stores.file:FileNamespaceManager',
+            'pyramid_beaker.dbm = pyramid_beaker.stores.dbm:DBMNamespaceManager',
+            'pyramid_beaker.redis = pyramid_beaker.stores.redis:RedisNamespaceManager',
+            'pyramid_beaker.memcached = pyramid_beaker.stores.memcached:MemcachedNamespaceManager',
+            'pyramid_beaker.database = pyramid_beaker.stores.database:DatabaseNamespaceManager',
+        ],
+        'console_scripts': ['pbeaker = pyramid_beaker.scripts.pbeaker:main'],
+    },
+)
