@@ -7,7 +7,6 @@ is checked in constant time before the payload is parsed, so bytes that the
 app did not write itself (a planted pickle, a record written by Beaker's own
 classes, a truncated file) are rejected and never unpickled.
 """
-import hashlib
 import hmac
 import json
 import pickle
@@ -65,7 +64,7 @@ class SignedCodec:
         self._key = derive_key(secret, purpose)
 
     def _mac(self, body):
-        return hmac.new(self._key, body, hashlib.sha256).digest()
+        return hmac.digest(self._key, body, 'sha256')
 
     def dumps(self, obj):
         """Return ``obj`` serialized and signed, as bytes."""

@@ -8,6 +8,7 @@ not write, except to refresh the stored access time at most once per
 """
 import datetime
 import hmac
+import re
 import secrets
 
 from pyramid.interfaces import ISession, ISessionFactory
@@ -27,12 +28,11 @@ FLASH_PREFIX = '_f_'
 _MISSING = object()
 
 
+_ID = re.compile('[0-9a-f]{32}')
+
+
 def _new_id():
     return secrets.token_hex(16)
-
-
-def _is_id(value):
-    return len(value) == 32 and all(c in '0123456789abcdef' for c in value)
 
 
 def refresh_interval(options):
@@ -55,7 +55,7 @@ class IdCookie:
         self._key = derive_key(secret, 'session-id')
 
     def _mac(self, session_id):
-        return hmac.new(self._key, session_id.encode(), 'sha256').hexdigest()[:32]
+        return hmac.digest(self._key, session_id.encode(), 'sha256').hex()[:32]
 
     def dumps(self, session_id):
         return '%s.%s' % (session_id, self._mac(session_id))
@@ -63,7 +63,7 @@ class IdCookie:
     def loads(self, value):
         """Return the id in a cookie value, or None when it is not ours."""
         session_id, _, mac = value.partition('.')
-        if _is_id(session_id) and hmac.compare_digest(mac, self._mac(session_id)):
+        if _ID.fullmatch(session_id) and hmac.compare_digest(mac, self._mac(session_id)):
             return session_id
         return None
 
@@ -132,6 +132,15 @@ class SessionFactory:
 
     def __call__(self, request):
         return BeakerSession(request, self)
+
+    def purge_expired(self, now=None, progress=None):
+        """Delete stored sessions idle past ``timeout`` (or 30 days); return the count.
+
+        For the file, dbm, memory and database stores; Redis and memcached
+        expire sessions by themselves.  ``progress(done, total)`` is called
+        now and then when given.
+        """
+        return self.store.purge_expired(self.ttl, now, progress=progress)
 
     def set_cookie(self, response, value):
         response.set_cookie(self.cookie_name, value, **self._cookie_args)

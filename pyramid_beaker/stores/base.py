@@ -81,8 +81,11 @@ class SessionStore:
         """Remove the record of ``session_id`` (no error when absent)."""
         raise NotImplementedError
 
-    def purge_expired(self, max_idle, now=None):
-        """Delete records idle for more than ``max_idle`` seconds; return how many."""
+    def purge_expired(self, max_idle, now=None, progress=None):
+        """Delete records idle for more than ``max_idle`` seconds; return how many.
+
+        ``progress(done, total)``, when given, is called now and then.
+        """
         raise NotImplementedError(
             'the %s store expires sessions by itself' % self.name)
 

@@ -112,7 +112,7 @@ class FileSessionStore(SessionStore):
         with self._lock(session_id):
             _unlink(self._path(session_id))
 
-    def purge_expired(self, max_idle, now_=None):
+    def purge_expired(self, max_idle, now_=None, progress=None):
         """Delete session files idle for more than ``max_idle`` seconds.
 
         The file's stored access time decides; a file that cannot be read
@@ -120,16 +120,19 @@ class FileSessionStore(SessionStore):
         modification time is that old.
         """
         limit = (now() if now_ is None else now_) - max_idle
+        paths = [
+            os.path.join(self.root, shard, name)
+            for shard in sorted(os.listdir(self.root))
+            if os.path.isdir(os.path.join(self.root, shard))
+            for name in os.listdir(os.path.join(self.root, shard))
+            if not name.startswith('.tmp-')
+        ]
         removed = 0
-        for shard in sorted(os.listdir(self.root)):
-            directory = os.path.join(self.root, shard)
-            if not os.path.isdir(directory):
-                continue
-            for name in os.listdir(directory):
-                if name.startswith('.tmp-'):
-                    continue
-                if self._purge_one(name, os.path.join(directory, name), limit):
-                    removed += 1
+        for done, path in enumerate(paths, 1):
+            if self._purge_one(os.path.basename(path), path, limit):
+                removed += 1
+            if progress is not None and (done % 100 == 0 or done == len(paths)):
+                progress(done, len(paths))
         return removed
 
     def _purge_one(self, session_id, path, limit):

@@ -61,7 +61,7 @@ class MemorySessionStore(SessionStore):
         with self.lock:
             self.records.pop(session_id, None)
 
-    def purge_expired(self, max_idle, now_=None):
+    def purge_expired(self, max_idle, now_=None, progress=None):
         when = now() if now_ is None else now_
         with self.lock:
             before = len(self.records)
