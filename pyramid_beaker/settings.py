@@ -143,8 +143,13 @@ def as_type(value, label):
     """Coerce a storage type name: ours, an alias, or ``beaker:<type>``."""
     if isinstance(value, str):
         name = value.strip()
-        if name.startswith(stores.BEAKER_PREFIX) and len(name) > 7:
-            return name
+        if name.startswith(stores.BEAKER_PREFIX):
+            try:
+                stores.beaker_class(name)
+                return name
+            except KeyError:
+                _fail(label, value, "one of Beaker's types after 'beaker:' "
+                      '(its driver must be installed)')
         try:
             return stores.canonical_type(name)
         except KeyError:
@@ -466,35 +471,49 @@ def _coerce_region(name, prefix, layered):
     options = {}
     for option, (coerce, default) in REGION_OPTIONS.items():
         if option in layered:
-            options[option] = coerce(layered[option][2], label(option))
+            value = coerce(layered[option][2], label(option))
         else:
-            options[option] = default
-    for option in _OPTIONAL_REGION_OPTIONS:
-        if options[option] is None:
-            del options[option]
+            value = default
+        if value is not None or option not in _OPTIONAL_REGION_OPTIONS:
+            options[option] = value
     store_type = options['type']
     beaker_own = store_type.startswith(stores.BEAKER_PREFIX)
-    base_type = store_type[len(stores.BEAKER_PREFIX):] if beaker_own else store_type
-    if base_type in _NEEDS_DATA_DIR and not options.get('data_dir'):
-        raise ConfigurationError(
-            '"%s" is required for "%s" = %s'
-            % (label('data_dir'), label('type'), store_type))
-    if base_type in _NEEDS_URL and not options.get('url'):
-        raise ConfigurationError(
-            '"%s" is required for "%s" = %s'
-            % (label('url'), label('type'), store_type))
     if beaker_own or store_type == 'memory':
         for option in _SIGNING_OPTIONS:
-            options.pop(option, None)
-    elif not options.get('secret'):
+            del options[option]
+    elif not options['secret']:
         raise ConfigurationError(
             '"%s" is required for "%s" = %s: cache regions stored outside '
             'the process sign their entries (set it for the region or as '
             '"%ssecret")' % (label('secret'), label('type'), store_type, prefix))
     module = None if beaker_own else _region_backend(store_type, label('type'))
-    extra = getattr(module, 'OPTIONS', {})
+    _add_backend_options(options, layered, getattr(module, 'OPTIONS', {}),
+                         beaker_own)
+    base_type = store_type[len(stores.BEAKER_PREFIX):] if beaker_own else store_type
+    if base_type in _NEEDS_DATA_DIR and not options.get('data_dir'):
+        raise ConfigurationError(
+            '"%s" is required for "%s" = %s'
+            % (label('data_dir'), label('type'), store_type))
+    if (base_type in _NEEDS_URL and not options.get('url')
+            and options.get('bind') is None):
+        raise ConfigurationError(
+            '"%s" is required for "%s" = %s'
+            % (label('url'), label('type'), store_type))
+    options['type'] = _beaker_type_name(store_type, module, label('type'))
+    return options
+
+
+def _add_backend_options(options, layered, extra, beaker_own):
+    """Add the backend-specific options to ``options``, coerced by ``extra``.
+
+    Inherited top-level keys the backend does not know are skipped (they
+    may be meant for other regions); unknown per-region settings warn,
+    unknown keywords fail.  Beaker's own classes get any per-region key.
+    """
     for option, (source, where, value) in layered.items():
         if option in REGION_OPTIONS:
+            if option in extra and options.get(option) is not None:
+                options[option] = extra[option](options[option], where)
             continue
         family = option.split('.', 1)[0] + '.' if '.' in option else None
         if option in extra:
@@ -504,12 +523,10 @@ def _coerce_region(name, prefix, layered):
         elif source == 'keyword':
             raise ConfigurationError(
                 '"%s" is not an option of cache regions of type %s'
-                % (where, store_type))
+                % (where, options['type']))
         elif source == 'region':
             warnings.warn('unknown cache setting "%s" is ignored' % where,
-                          stacklevel=4)
-    options['type'] = _beaker_type_name(store_type, module, label('type'))
-    return options
+                          stacklevel=5)
 
 
 def _region_backend(store_type, label):

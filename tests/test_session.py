@@ -352,3 +352,48 @@ def test_apps_with_other_secret_do_not_share(tmp_dir):
     other = make_app(**dict(options, secret='another-secret'))
     other.set_cookie('beaker.session.id', first.cookies['beaker.session.id'])
     assert other.get('/get').json['data'] == {}
+
+
+@pytest.mark.parametrize('beaker_type', ['beaker:file', 'beaker:memory'])
+def test_beaker_classes_by_explicit_opt_in(beaker_type, tmp_dir):
+    app = make_app(secret=SECRET, type=beaker_type, data_dir=tmp_dir,
+                   lock_dir=tmp_dir + '/lock')
+    app.get('/set', {'a': '1'})
+    app.get('/set', {'b': '2'})
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+    app.get('/invalidate')
+    assert app.get('/get').json['data'] == {}
+
+
+def test_unknown_beaker_type_fails_at_startup():
+    from pyramid.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match='"type" must be one of Beaker'):
+        BeakerSessionFactoryConfig(secret=SECRET, type='beaker:nosuch')
+
+
+def test_memory_sessions_past_timeout_are_swept(tmp_dir):
+    factory = BeakerSessionFactoryConfig(**options_for('memory', tmp_dir, timeout=1))
+    factory.store.sweep_every = 10
+    for _ in range(5):
+        make_app(factory).get('/set', {'a': '1'})
+    assert len(factory.store.records) == 5
+    time.sleep(1.2)
+    for _ in range(5):
+        make_app(factory).get('/set', {'b': '2'})
+    assert len(factory.store.records) == 5  # the five dead ones were dropped
+
+
+def test_purge_expired_keeps_live_file_sessions(tmp_dir):
+    factory = BeakerSessionFactoryConfig(**options_for('file', tmp_dir, timeout=1))
+    old = make_app(factory)
+    old.get('/set', {'old': '1'})
+    time.sleep(1.2)
+    live = make_app(factory)
+    live.get('/set', {'live': '1'})
+    assert len(session_files(tmp_dir)) == 2
+    calls = []
+    assert factory.purge_expired(progress=lambda done, total: calls.append((done, total))) == 1
+    assert calls[-1] == (2, 2)
+    assert len(session_files(tmp_dir)) == 1
+    assert live.get('/get').json['data'] == {'live': '1'}

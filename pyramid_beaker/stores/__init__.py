@@ -38,7 +38,19 @@ def canonical_type(name):
 
 def backend_module(name):
     """Import and return the module for the (canonical or alias) type ``name``."""
+    if name.startswith(BEAKER_PREFIX):
+        return importlib.import_module('pyramid_beaker.stores.beaker')
     return importlib.import_module(TYPES[canonical_type(name)])
+
+
+def beaker_class(name):
+    """Return Beaker's own class for ``beaker:<type>``; raise KeyError if unknown."""
+    from beaker.cache import clsmap
+
+    cls = clsmap[name[len(BEAKER_PREFIX):]]
+    if isinstance(cls, Exception):  # a Beaker backend whose driver is missing
+        raise KeyError(name)
+    return cls
 
 
 def known_types():
