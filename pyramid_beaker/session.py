@@ -195,14 +195,13 @@ class BeakerSession:
         if record is None:
             self._id = None
             self._data = {}
-            self.created = current
-            self.accessed = current
-            self.new = True
+            self._created = self._accessed = current
+            self._new = True
         else:
             self._data = record.data
-            self.created = record.created
-            self.accessed = record.accessed
-            self.new = False
+            self._created = record.created
+            self._accessed = record.accessed
+            self._new = False
             self._touch = (factory.track_access
                            and current - record.accessed >= factory.refresh_interval)
         self._request.add_response_callback(self._finish)
@@ -213,12 +212,23 @@ class BeakerSession:
             self._load()
         return self._data
 
-    def __getattr__(self, name):
-        # ``new``, ``created`` and ``accessed`` exist once loaded.
-        if name in ('new', 'created', 'accessed') and not self.__dict__.get('_loaded'):
-            self._load()
-            return self.__dict__[name]
-        raise AttributeError(name)
+    @property
+    def new(self):
+        """True when no stored session was loaded for this request."""
+        self._d
+        return self._new
+
+    @property
+    def created(self):
+        """When the session was created (a Unix timestamp)."""
+        self._d
+        return self._created
+
+    @property
+    def accessed(self):
+        """When the stored session was last recorded as accessed."""
+        self._d
+        return self._accessed
 
     @property
     def id(self):
@@ -317,8 +327,8 @@ class BeakerSession:
         self._data = {}
         self._changed = {}
         self._deleted = set()
-        self.new = True
-        self.created = self.accessed = now()
+        self._new = True
+        self._created = self._accessed = now()
         self._touch = False
         self._invalidated = True
 
@@ -372,7 +382,7 @@ class BeakerSession:
                     factory.delete_cookie(response)
                 else:
                     factory.set_cookie(response, factory.store.dump_cookie(
-                        data, self.created, current))
+                        data, self._created, current))
                 return
             if self._id is None:
                 if not self._data and not self._changed:
@@ -380,12 +390,12 @@ class BeakerSession:
                     return
                 self._id = _new_id()
             factory.store.save(self._id, self._changed, frozenset(self._deleted),
-                               self.created, current, factory.ttl)
+                               self._created, current, factory.ttl)
             factory.set_cookie(response, factory.id_cookie.dumps(self._id))
         elif self._touch:
             if factory.client_side:
                 factory.set_cookie(response, factory.store.dump_cookie(
-                    self._data, self.created, current))
+                    self._data, self._created, current))
             else:
                 factory.store.touch(self._id, current, factory.ttl)
                 if 'max_age' in factory._cookie_args:
