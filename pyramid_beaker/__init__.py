@@ -1,1 +1,53 @@
 """Beaker sessions and cache regions for Pyramid."""
+from pyramid.interfaces import PHASE0_CONFIG
+
+from .cache import set_cache_regions_from_settings
+from .cached import add_cached_function, cached_region
+from .directives import add_beaker_session, add_cache_region
+from .session import BeakerSessionFactoryConfig, session_factory_from_settings
+from .settings import SESSION_PREFIXES, region_names
+
+__all__ = [
+    'BeakerSessionFactoryConfig',
+    'cached_region',
+    'includeme',
+    'session_factory_from_settings',
+    'set_cache_regions_from_settings',
+]
+
+
+def includeme(config):
+    """Set up sessions and cache regions from the app's settings.
+
+    Activate with ``config.include('pyramid_beaker')`` or with
+    ``pyramid.includes = pyramid_beaker`` in the ini file.  It:
+
+    * adds the :func:`~.directives.add_beaker_session`,
+      :func:`~.directives.add_cache_region` and
+      :func:`~.cached.add_cached_function` directives (``config.scan()``
+      uses the last one for ``@cached_region`` functions);
+    * when the configuration is committed, calls
+      ``config.add_beaker_session()`` if any ``session.*`` or
+      ``beaker.session.*`` setting exists, and
+      ``config.add_cache_region(name)`` for each name in ``cache.regions``
+      (or ``beaker.cache.regions``).
+
+    These calls carry the include's path, so the app's own
+    ``add_beaker_session``, ``set_session_factory`` or ``add_cache_region``
+    calls override them without a conflict.  Settings are read at commit,
+    so ``config.add_settings`` after the include still counts.
+    """
+    config.add_directive('add_beaker_session', add_beaker_session)
+    config.add_directive('add_cache_region', add_cache_region)
+    config.add_directive('add_cached_function', add_cached_function)
+
+    def configure_from_settings():
+        settings = config.get_settings() or {}
+        if any(key.startswith(SESSION_PREFIXES) for key in settings):
+            config.add_beaker_session()
+        for name in region_names(settings):
+            config.add_cache_region(name)
+
+    # Runs first at commit; the actions it adds are then resolved against
+    # the app's own, at their own phases.
+    config.action(None, configure_from_settings, order=PHASE0_CONFIG)

@@ -238,12 +238,12 @@ def coerce_session_options(labelled, prefix='session.'):
     options['type'] = as_type(store_type, label_of.get('type', prefix + 'type'))
     extra = _backend_options(options['type'])
     for name, value in raw.items():
-        if name in SESSION_OPTIONS:
-            continue
-        if name in extra:
+        if name in extra:  # backend coercers also refine shared options (url)
             options[name] = extra[name](value, label_of[name])
+        elif name in SESSION_OPTIONS:
+            continue
         elif name.startswith('sa.') and 'sa.' in extra:
-            options[name] = value
+            options[name] = extra['sa.'](value, label_of[name])
         elif name not in IGNORED_SESSION_OPTIONS:
             warnings.warn(
                 'unknown session setting "%s" is ignored' % label_of[name],
@@ -283,6 +283,14 @@ def _check_session_options(options, label_of, prefix):
         raise ConfigurationError(
             '"%s" = None needs "%s" = true: browsers drop SameSite=None '
             'cookies that are not Secure' % (label('samesite'), label('secure')))
+    if options['type'] in ('ext:redis', 'ext:memcached') and not options['url']:
+        raise ConfigurationError(
+            '"%s" is required for "%s" = %s'
+            % (label('url'), label('type'), options['type']))
+    if options['type'] == 'ext:database' and not (options['url'] or options.get('bind')):
+        raise ConfigurationError(
+            '"%s" (or a "bind" engine) is required for "%s" = ext:database'
+            % (label('url'), label('type')))
     if options['type'] == 'file' and not options['data_dir']:
         raise ConfigurationError(
             '"%s" is required for "%s" = file' % (label('data_dir'), label('type')))
@@ -340,8 +348,13 @@ _NOT_A_REGION_TYPE = frozenset(('cookie',))
 
 def as_region_type(value, label):
     """Coerce a region's storage type; cookies cannot hold cache regions."""
-    name = as_type(value, label)
-    if name in _NOT_A_REGION_TYPE:
+    if isinstance(value, str) and value.strip().startswith(stores.BEAKER_PREFIX):
+        return as_type(value, label)
+    try:
+        name = as_type(value, label)
+    except ConfigurationError:
+        name = None
+    if name is None or name in _NOT_A_REGION_TYPE:
         _fail(label, value, 'one of %s' % ', '.join(region_types()))
     return name
 
@@ -526,7 +539,7 @@ def _add_backend_options(options, layered, extra, beaker_own):
                 % (where, options['type']))
         elif source == 'region':
             warnings.warn('unknown cache setting "%s" is ignored' % where,
-                          stacklevel=5)
+                          stacklevel=4)
 
 
 def _region_backend(store_type, label):

@@ -1,0 +1,122 @@
+"""Cache regions: each app's own region table, and Beaker's process-wide one.
+
+A region is a named set of cache options (storage type, expiry...).  The
+:func:`~pyramid_beaker.directives.add_cache_region` directive records each
+region in the app's registry (see :func:`get_region`) and also publishes
+its options in ``beaker.cache.cache_regions``, the table Beaker's own
+``cache_region`` decorator reads.  That table is shared by every app in the
+process; the registry's table is not.
+"""
+import logging
+import threading
+
+import beaker.cache
+
+from .settings import REGION_CONTROL_OPTIONS, region_options_from_settings
+
+log = logging.getLogger('pyramid_beaker')
+
+_REGISTRY_ATTRIBUTE = 'pyramid_beaker_cache_regions'
+
+
+class Region:
+    """One configured cache region of an app.
+
+    :ivar name: the region name.
+    :ivar options: the effective options, exactly as published in
+        ``beaker.cache.cache_regions[name]`` (``type`` is the name of the
+        storage class in Beaker's backend registry).
+    :ivar expire: seconds entries live, or None for no expiry.
+    :ivar enabled: False when caching is switched off for the region.
+    :ivar key_length: keys longer than this are hashed.
+    """
+
+    def __init__(self, name, options):
+        self.name = name
+        self.options = dict(options)
+        self.expire = self.options.get('expire')
+        self.enabled = self.options.get('enabled', True)
+        self.key_length = self.options.get('key_length', 250)
+        self._nsargs = {key: value for key, value in self.options.items()
+                        if key not in REGION_CONTROL_OPTIONS}
+        self._managers = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return '<Region %r type=%s expire=%r>' % (
+            self.name, self.options.get('type'), self.expire)
+
+    def namespace_manager(self, namespace):
+        """Return the Beaker namespace manager of ``namespace`` in this region.
+
+        Built on first use from the region's options and kept, so every
+        caller (and every thread) shares one manager per namespace.
+        """
+        manager = self._managers.get(namespace)
+        if manager is None:
+            with self._lock:
+                manager = self._managers.get(namespace)
+                if manager is None:
+                    factory = beaker.cache.clsmap[self.options['type']]
+                    manager = factory(namespace, **self._nsargs)
+                    self._managers[namespace] = manager
+        return manager
+
+
+def _table(registry):
+    table = getattr(registry, _REGISTRY_ATTRIBUTE, None)
+    if table is None:
+        table = {}
+        setattr(registry, _REGISTRY_ATTRIBUTE, table)
+    return table
+
+
+def regions(registry):
+    """Return ``{name: Region}`` for the regions configured in ``registry``."""
+    return dict(_table(registry))
+
+
+def get_region(registry, name):
+    """Return the :class:`Region` called ``name`` in ``registry``, or None."""
+    return _table(registry).get(name)
+
+
+def add_region(registry, name, options):
+    """Record region ``name`` in ``registry`` and in Beaker's table; return it.
+
+    Called at commit by the ``add_cache_region`` directive with options
+    from :func:`pyramid_beaker.settings.region_options`.
+    """
+    region = Region(name, options)
+    _table(registry)[name] = region
+    _publish(name, region.options)
+    return region
+
+
+def _publish(name, options):
+    """Put a region's options in Beaker's process-wide ``cache_regions``."""
+    current = beaker.cache.cache_regions.get(name)
+    if current is not None and current != options:
+        log.warning(
+            'cache region %r is now configured differently in this process '
+            '(type %s, expire %r; was type %s, expire %r): Beaker\'s own '
+            'cache_region decorator uses the new options in every app',
+            name, options.get('type'), options.get('expire'),
+            current.get('type'), current.get('expire'))
+    beaker.cache.cache_regions[name] = dict(options)
+
+
+def set_cache_regions_from_settings(settings):
+    """Configure Beaker's cache regions from ``cache.*`` settings.
+
+    Fills ``beaker.cache.cache_regions`` with one entry per name listed in
+    ``cache.regions`` (or ``beaker.cache.regions``) and returns the same
+    ``{name: options}``.  Each region inherits the top-level ``cache.*``
+    options, then applies its own ``cache.<name>.*`` ones.  Nothing is
+    recorded in a Pyramid registry: apps should include ``pyramid_beaker``
+    instead, which does both.
+    """
+    found = region_options_from_settings(settings)
+    for name, options in found.items():
+        _publish(name, options)
+    return found

@@ -1,0 +1,106 @@
+"""Configurator directives: ``add_beaker_session`` and ``add_cache_region``.
+
+Both are added to the Configurator by ``config.include('pyramid_beaker')``.
+They read settings when the configuration is committed, so settings added
+with ``config.add_settings`` after the call still count.
+"""
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import PHASE1_CONFIG, ISessionFactory
+
+from . import cache
+from .session import BeakerSessionFactoryConfig
+from .settings import (
+    REGION_OPTIONS,
+    SESSION_OPTIONS,
+    check_keywords,
+    masked,
+    region_options,
+    session_options_from_settings,
+)
+
+#: Regions are registered before anything that may bind to them.
+REGION_PHASE = PHASE1_CONFIG
+
+
+def add_beaker_session(config, prefix='session.', **overrides):
+    """Use a Beaker session factory built from the settings under ``prefix``.
+
+    Added as a Configurator method by ``config.include('pyramid_beaker')``:
+
+    .. code-block:: python
+
+        config.add_beaker_session()
+        config.add_beaker_session(prefix='session.', timeout=1800)
+
+    :param prefix: settings prefix to read, default ``'session.'`` (which
+        also reads ``beaker.session.*``, with ``session.*`` winning).
+    :param overrides: session options (``timeout``, ``secret``, ...) that win
+        over the settings.
+
+    The factory is registered as Pyramid's :term:`session factory`, with the
+    same discriminator as :meth:`~pyramid.config.Configurator.set_session_factory`:
+    two session factories configured at the same level conflict, and one
+    configured closer to the app overrides one from an include.
+    """
+    if not isinstance(prefix, str) or not prefix.endswith('.'):
+        raise ConfigurationError(
+            '"prefix" must be a settings prefix ending in ".", not %r' % (prefix,))
+    check_keywords(SESSION_OPTIONS, overrides)
+    intr = config.introspectable(
+        'session factory', None, 'beaker session (%s*)' % prefix,
+        'beaker session factory')
+
+    def register():
+        settings = config.get_settings() or {}
+        options = session_options_from_settings(settings, prefix, overrides)
+        factory = BeakerSessionFactoryConfig(**options)
+        config.registry.registerUtility(factory, ISessionFactory)
+        intr.title = config.object_description(factory)
+        intr.update(masked(options))
+        intr['factory'] = factory
+        intr['prefix'] = prefix
+
+    # Same discriminator and (default) order as set_session_factory: actions
+    # only override each other within one order, so both must share it.
+    config.action(ISessionFactory, register, introspectables=(intr,))
+
+
+def add_cache_region(config, name, **options):
+    """Configure the cache region ``name``.
+
+    Added as a Configurator method by ``config.include('pyramid_beaker')``:
+
+    .. code-block:: python
+
+        config.add_cache_region('short_term', expire=60)
+        config.add_cache_region('long_term', type='file', expire=3600,
+                                data_dir='/var/cache/app', secret=secret)
+
+    :param name: the region name, as used by ``@cached_region(name)`` and
+        Beaker's ``cache_region(name)``.
+    :param options: region options (``type``, ``expire``, ``enabled``,
+        ``key_length``, ``data_dir``, ``lock_dir``, ``url``, ``secret``,
+        ``data_serializer`` and the backend's own); they win over the
+        ``cache.<name>.*`` settings, which win over the top-level
+        ``cache.*`` ones.
+
+    Configuring one name twice at the same level is a conflict; a call
+    closer to the app overrides one from an include.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(
+            '"name" must be a non-empty region name, not %r' % (name,))
+    check_keywords(REGION_OPTIONS, options)
+    intr = config.introspectable(
+        'beaker cache regions', name, config.object_description(name),
+        'beaker cache region')
+
+    def register():
+        settings = config.get_settings() or {}
+        effective = region_options(settings, name, overrides=options)
+        region = cache.add_region(config.registry, name, effective)
+        intr.update(masked(region.options))
+        intr['name'] = name
+
+    config.action(('beaker cache region', name), register,
+                  order=REGION_PHASE, introspectables=(intr,))

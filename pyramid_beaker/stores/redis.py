@@ -1,0 +1,317 @@
+"""Redis storage: one hash per session, one string per cache entry.
+
+Session ``<id>`` lives in the hash ``<key_prefix>session:<id>``.  Each user
+key is its own field (``k:<key>``, value a signed envelope from the codec),
+next to two plain metadata fields, ``m:created`` and ``m:accessed``.  Saving
+a request's changes is one MULTI/EXEC that sets and deletes only the fields
+that changed, so concurrent requests that change different keys all keep
+their change.  Every session key carries a TTL, refreshed on each save and
+touch.
+
+Cache entries live in ``<key_prefix>cache:<namespace>:<key>`` with the
+region's expiry as their TTL; creation locks in
+``<key_prefix>lock:<namespace>:<key>``.  In key names, ``%`` and ``:`` in the
+namespace are written ``%25`` and ``%3A``, so one namespace's keys never
+match another's.
+"""
+import contextlib
+import logging
+import math
+import secrets
+import time
+
+import redis
+from pyramid.exceptions import ConfigurationError
+
+from ..codec import InvalidData
+from ..settings import as_required_str, as_str, mask_url
+from .base import BaseNamespaceManager, Record, SessionBackendError, SessionStore
+
+log = logging.getLogger('pyramid_beaker')
+
+ENTRY_POINT = 'pyramid_beaker.redis'
+DEFAULT_KEY_PREFIX = 'beaker:'
+DEFAULT_SOCKET_TIMEOUT = 5.0
+DEFAULT_LOCK_TIMEOUT = 30.0
+_USER = b'k:'
+_CREATED = b'm:created'
+_ACCESSED = b'm:accessed'
+# Delete the lock only if it still holds our token (it may have expired and
+# been taken by another process meanwhile).
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def as_seconds_float(value, label):
+    """Coerce a positive number of seconds, fractions allowed."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or not 0 < number < math.inf:
+        raise ConfigurationError(
+            '"%s" must be a number of seconds greater than 0, not %r'
+            % (label, value))
+    return number
+
+
+def as_redis_url(value, label):
+    """Coerce a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    url = as_required_str(value, label)
+    if not url.startswith(('redis://', 'rediss://', 'unix://')):
+        raise ConfigurationError(
+            '"%s" must be a redis://, rediss:// or unix:// URL, not %r'
+            % (label, mask_url(url)))
+    return url
+
+
+#: Backend options (``session.<name>`` or ``cache.<region>.<name>``).
+OPTIONS = {
+    'url': as_redis_url,
+    'key_prefix': as_str,
+    'socket_timeout': as_seconds_float,
+    'lock_timeout': as_seconds_float,
+}
+
+
+def _option(options, name, default):
+    """Return a coerced backend option (label: the bare name) or its default."""
+    value = options.get(name)
+    if value is None or value == '':
+        return default
+    return OPTIONS[name](value, name)
+
+
+def make_client(options):
+    """Return a :class:`redis.Redis` (with its own pool) for ``options``."""
+    url = _option(options, 'url', None)
+    if url is None:
+        raise ConfigurationError(
+            '"url" is required for the ext:redis store, e.g. '
+            'redis://127.0.0.1:6379/0')
+    timeout = _option(options, 'socket_timeout', DEFAULT_SOCKET_TIMEOUT)
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+class RedisSessionStore(SessionStore):
+    """Sessions as Redis hashes: one round trip to load, one to save.
+
+    A record with any field that does not verify (a planted pickle, bytes
+    signed with another secret, a field we did not write, a non-hash value)
+    is unreadable as a whole: :meth:`load` deletes it and returns None.
+    """
+
+    name = 'ext:redis'
+
+    def __init__(self, options, codec):
+        super().__init__(options, codec)
+        self.client = make_client(options)
+        self.url = mask_url(options['url'])
+        self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
+
+    def key(self, session_id):
+        """The Redis key of ``session_id``'s hash."""
+        return '%ssession:%s' % (self.prefix, session_id)
+
+    @contextlib.contextmanager
+    def _errors(self, action):
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise SessionBackendError(
+                'ext:redis session store at %s: %s failed: %s'
+                % (self.url, action, exc)) from exc
+
+    def load(self, session_id):
+        with self._errors('load'):
+            try:
+                fields = self.client.hgetall(self.key(session_id))
+            except redis.ResponseError as exc:
+                if 'WRONGTYPE' not in str(exc):
+                    raise
+                return self._drop(session_id, 'not a hash')
+            if not fields:
+                return None
+            try:
+                return self._decode_fields(fields)
+            except ValueError as exc:  # InvalidData, a bad float or bad UTF-8
+                return self._drop(session_id, exc)
+
+    def _drop(self, session_id, reason):
+        """Delete an unreadable record, so the next save starts clean; return None."""
+        log.warning('deleting unreadable ext:redis session %s...: %s',
+                    session_id[:8], reason)
+        self.client.delete(self.key(session_id))
+        return None
+
+    def _decode_fields(self, fields):
+        data = {}
+        created = accessed = None
+        for name, raw in fields.items():
+            if name.startswith(_USER):
+                data[name[len(_USER):].decode('utf-8')] = self.codec.loads(raw)
+            elif name == _CREATED:
+                created = float(raw)
+            elif name == _ACCESSED:
+                accessed = float(raw)
+            else:
+                raise InvalidData('unexpected field %r' % name[:40])
+        if created is None or accessed is None:
+            raise InvalidData('missing metadata')
+        return Record(data, created, accessed)
+
+    def save(self, session_id, changed, deleted, created, accessed, ttl):
+        key = self.key(session_id)
+        fields = {_field(name): self.codec.dumps(value)
+                  for name, value in changed.items()}
+        fields[_ACCESSED] = accessed
+        with self._errors('save'), self.client.pipeline() as pipe:
+            if deleted:
+                pipe.hdel(key, *[_field(name) for name in deleted])
+            pipe.hset(key, mapping=fields)
+            pipe.hsetnx(key, _CREATED, created)
+            pipe.expire(key, int(ttl))
+            pipe.execute()
+
+    def touch(self, session_id, accessed, ttl):
+        key = self.key(session_id)
+        with self._errors('touch'), self.client.pipeline() as pipe:
+            pipe.hset(key, _ACCESSED, accessed)
+            pipe.hsetnx(key, _CREATED, accessed)
+            pipe.expire(key, int(ttl))
+            pipe.execute()
+
+    def delete(self, session_id):
+        with self._errors('delete'):
+            self.client.delete(self.key(session_id))
+
+    def close(self):
+        self.client.close()
+
+
+def _field(name):
+    if not isinstance(name, str):
+        raise TypeError('ext:redis sessions need string keys, not %r' % (name,))
+    return _USER + name.encode('utf-8')
+
+
+def _as_bytes(name):
+    return name if isinstance(name, bytes) else str(name).encode('utf-8')
+
+
+_clients = {}
+
+
+def _shared_client(options):
+    """One client (connection pool) per URL and timeout for all namespaces."""
+    ident = (options.get('url'), options.get('socket_timeout'))
+    client = _clients.get(ident)
+    if client is None:
+        client = _clients.setdefault(ident, make_client(options))
+    return client
+
+
+class RedisNamespaceManager(BaseNamespaceManager):
+    """Beaker cache namespace in Redis: signed values, server-side expiry.
+
+    Read errors are not caught: ``get_entry`` and Beaker's ``Cache.get``
+    raise the driver's :class:`redis.RedisError`.
+    """
+
+    name = 'ext:redis'
+
+    def __init__(self, namespace, secret=None, data_serializer='pickle', **options):
+        super().__init__(namespace, secret, data_serializer, **options)
+        self.client = _shared_client(options)
+        prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX).encode('utf-8')
+        encoded = _as_bytes(namespace).replace(b'%', b'%25').replace(b':', b'%3A')
+        self._cache_prefix = prefix + b'cache:' + encoded + b':'
+        self._lock_prefix = prefix + b'lock:' + encoded + b':'
+        self.lock_timeout = _option(options, 'lock_timeout', DEFAULT_LOCK_TIMEOUT)
+        self._release = self.client.register_script(_RELEASE_LUA)
+
+    def _key(self, key):
+        return self._cache_prefix + _as_bytes(key)
+
+    def _get_raw(self, key):
+        return self.client.get(self._key(key))
+
+    def _set_raw(self, key, raw, expiretime):
+        expire = max(1, int(expiretime)) if expiretime else None
+        self.client.set(self._key(key), raw, ex=expire)
+
+    def _delete(self, key):
+        self.client.delete(self._key(key))
+
+    def _scan(self):
+        pattern = _glob_escape(self._cache_prefix) + b'*'
+        return self.client.scan_iter(match=pattern, count=500)
+
+    def keys(self):
+        """This namespace's cache keys, as bytes."""
+        size = len(self._cache_prefix)
+        return [name[size:] for name in self._scan()]
+
+    def do_remove(self):
+        names = list(self._scan())
+        for start in range(0, len(names), 500):
+            self.client.delete(*names[start:start + 500])
+
+    def get_creation_lock(self, key):
+        return RedisCreationLock(
+            self.client, self._lock_prefix + _as_bytes(key),
+            self.lock_timeout, self._release)
+
+
+def _glob_escape(raw):
+    for char in (b'\\', b'*', b'?', b'[', b']'):
+        raw = raw.replace(char, b'\\' + char)
+    return raw
+
+
+class RedisCreationLock:
+    """A lock shared by every process using the server: ``SET NX PX`` + token.
+
+    The lock expires after ``timeout`` seconds, so a crashed holder blocks
+    others for at most that long; ``acquire()`` waits at most as long too,
+    then returns False (Beaker then computes the value anyway).
+    """
+
+    def __init__(self, client, name, timeout, release_script):
+        self.client = client
+        self.name = name
+        self.timeout = timeout
+        self._release = release_script
+        self._token = None
+
+    def acquire(self, wait=True):
+        """Take the lock; with ``wait=False`` only try once.  Return a bool."""
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + self.timeout
+        delay = 0.002
+        while not self.client.set(
+                self.name, token, nx=True, px=max(1, int(self.timeout * 1000))):
+            if not wait or time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        self._token = token
+        return True
+
+    def release(self):
+        """Release the lock if this object holds it."""
+        token, self._token = self._token, None
+        if token is not None:
+            self._release(keys=[self.name], args=[token])
+
+    acquire_write_lock = acquire
+    release_write_lock = release
+
+
+SESSION_STORE = RedisSessionStore
+NAMESPACE_MANAGER = RedisNamespaceManager

@@ -1,0 +1,464 @@
+"""Sessions on every store of this package, side by side with two peers.
+
+Run ``python tests/benchmarks/bench_backends.py`` (under a minute).  It
+prints three tables, all measured in this one run:
+
+1. Redis commands and round trips per request (untouched, read, write, new
+   session) for this package's ``ext:redis``, Beaker's own ``ext:redis`` used
+   the pyramid_beaker 0.9 way, and ``pyramid_session_redis``; counted with
+   ``MONITOR`` (a MULTI ... EXEC block is one round trip).
+2. Cost per request, in process: the Pyramid router called as a WSGI app
+   with prepared environs; the median of several loops, and its ratio to
+   the same app without a session factory (its 'untouched' view).
+3. Keys kept when 16 requests, released together by a barrier, each set
+   their own key of one session on a waitress server (16 threads).
+
+Redis runs privately (``redis-server`` on a free port) when it is on PATH,
+else ``PYRAMID_BEAKER_REDIS_URL`` (default db 15 on 6379) is used and the
+command counts may include other clients' commands.  memcached is likewise
+started privately when ``PYRAMID_BEAKER_MEMCACHED`` does not answer.
+PostgreSQL comes from ``PYRAMID_BEAKER_POSTGRES_URL``; the database store
+uses a table of its own, dropped at the end.  Stores whose module or server
+is missing are reported as skipped.
+"""
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from pyramid.config import Configurator  # noqa: E402
+from pyramid.response import Response  # noqa: E402
+
+from tests.backend_faults import CommandLog, RedisServer, names, round_trips  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+
+SECRET = 'bench-secret-0123456789'
+WRITERS = 16
+ATTEMPTS = 3
+LOOPS = 9
+LOOP_SECONDS = 0.2
+MODES = ('untouched', 'read', 'write')
+OURS = ('memory', 'file', 'cookie', 'dbm', 'ext:redis', 'ext:memcached', 'ext:database')
+PEERS = ('beaker 0.9-style ext:redis', 'pyramid_session_redis')
+REDIS_IMPLS = ('ext:redis',) + PEERS
+
+
+class Skip(Exception):
+    """This implementation cannot run here; the message says why."""
+
+
+# -- session factories ---------------------------------------------------------
+
+def our_factory(store_type, env):
+    """This package's factory for ``store_type`` with the run's servers."""
+    from pyramid_beaker import stores
+    from pyramid_beaker.session import BeakerSessionFactoryConfig
+
+    try:
+        stores.backend_module(store_type)
+    except ImportError as exc:
+        raise Skip('module not written yet (%s)' % exc) from None
+    options = {'type': store_type, 'secret': SECRET}
+    if store_type in ('file', 'dbm'):
+        options['data_dir'] = os.path.join(env['tmp'], store_type, 'data')
+        options['lock_dir'] = os.path.join(env['tmp'], store_type, 'lock')
+    elif store_type == 'ext:redis':
+        options.update(url=env['redis'], key_prefix='bench:')
+    elif store_type == 'ext:memcached':
+        if not env.get('memcached'):
+            raise Skip('no memcached server')
+        options['url'] = env['memcached']
+    elif store_type == 'ext:database':
+        options.update(url=env['postgres'], table_name=env['table'])
+    return BeakerSessionFactoryConfig(**options)
+
+
+def beaker09_factory(env):
+    """Beaker's SessionObject with type ext:redis, saved as pyramid_beaker 0.9 did:
+    setting a key marks the session dirty, a response callback persists it and
+    copies Beaker's cookie header."""
+    from beaker.session import SessionObject
+
+    class DirtyOnWrite(SessionObject):
+        def __setitem__(self, key, value):
+            super().__setitem__(key, value)
+            self.save()
+
+    params = {'type': 'ext:redis', 'url': env['redis'], 'secret': SECRET,
+              'key': 'beaker.session.id'}
+
+    def factory(request):
+        session = DirtyOnWrite(request.environ, **params)
+
+        def persist(request, response):
+            if session.accessed():
+                session.persist()
+                headers = session.__dict__['_headers']
+                if headers.get('set_cookie') and headers.get('cookie_out'):
+                    response.headerlist.append(('Set-Cookie', headers['cookie_out']))
+
+        request.add_response_callback(persist)
+        return session
+
+    return factory
+
+
+def session_redis_factory(env):
+    try:
+        from pyramid_session_redis import RedisSessionFactory
+    except ImportError:
+        raise Skip('pyramid_session_redis is not installed') from None
+    return RedisSessionFactory(SECRET, redis_url=env['redis'])
+
+
+def build_factory(name, env):
+    """Return the session factory of implementation ``name``."""
+    if name == PEERS[0]:
+        return beaker09_factory(env)
+    if name == PEERS[1]:
+        return session_redis_factory(env)
+    return our_factory(name, env)
+
+
+# -- the app ---------------------------------------------------------------------
+
+def untouched(request):
+    return Response(b'ok')
+
+
+def read(request):
+    return Response(str(request.session.get('k')))
+
+
+def write(request):
+    request.session[request.params.get('key', 'k')] = request.params.get('value', 'v')
+    return Response(b'ok')
+
+
+def written_keys(request):
+    found = sorted(key for key in request.session.keys() if key.startswith('w'))
+    return Response(json.dumps(found))
+
+
+def make_app(factory):
+    config = Configurator()
+    if factory is not None:
+        config.set_session_factory(factory)
+    for view in (untouched, read, write, written_keys):
+        config.add_route(view.__name__, '/' + view.__name__)
+        config.add_view(view, route_name=view.__name__)
+    return config.make_wsgi_app()
+
+
+def environ(path, cookie=None, query=''):
+    env = {
+        'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '', 'PATH_INFO': path,
+        'QUERY_STRING': query, 'SERVER_NAME': 'localhost', 'SERVER_PORT': '80',
+        'HTTP_HOST': 'localhost', 'SERVER_PROTOCOL': 'HTTP/1.1',
+        'wsgi.url_scheme': 'http', 'wsgi.input': None, 'wsgi.errors': sys.stderr,
+        'wsgi.version': (1, 0), 'wsgi.multithread': False,
+        'wsgi.multiprocess': False, 'wsgi.run_once': False,
+    }
+    if cookie:
+        env['HTTP_COOKIE'] = cookie
+    return env
+
+
+def call(app, env):
+    """Run one request; return its Set-Cookie as 'name=value' (or None)."""
+    headers = []
+
+    def start_response(status, response_headers, exc_info=None):
+        headers.extend(response_headers)
+
+    body = app(dict(env), start_response)
+    b''.join(body)
+    if hasattr(body, 'close'):
+        body.close()
+    for name, value in headers:
+        if name.lower() == 'set-cookie':
+            return value.split(';')[0].strip()
+    return None
+
+
+def new_session(app):
+    """Create a session holding key 'k'; return the cookie that names it."""
+    cookie = call(app, environ('/write'))
+    if cookie is None:
+        raise RuntimeError('no session cookie was set')
+    return cookie
+
+
+def mode_environ(mode, cookie):
+    if mode == 'new':
+        return environ('/write')
+    return environ('/' + mode, cookie)
+
+
+# -- 1. Redis commands per request -------------------------------------------------
+
+def command_table(env):
+    rows = []
+    for name in REDIS_IMPLS:
+        try:
+            app = make_app(build_factory(name, env))
+        except Skip as exc:
+            rows.append((name, ['skipped: %s' % exc]))
+            continue
+        cookie = new_session(app)
+        call(app, environ('/read', cookie))  # connections are open now
+        log = CommandLog(env['redis_port'])
+        cells = []
+        try:
+            for mode in MODES + ('new',):
+                call(app, mode_environ(mode, cookie))
+                commands = log.commands()
+                cells.append('%d cmd / %d rt  %s' % (
+                    len(commands), round_trips(commands),
+                    ' '.join(names(commands)) or '-'))
+        finally:
+            log.close()
+        rows.append((name, cells))
+    print_table('Redis commands and round trips per request',
+                ['implementation'] + list(MODES) + ['new session'], rows)
+
+
+# -- 2. cost per request --------------------------------------------------------------
+
+def calibrate(app, env):
+    """Requests per loop so that one loop takes about LOOP_SECONDS."""
+    started = time.perf_counter()
+    for _ in range(20):
+        call(app, env)
+    estimate = (time.perf_counter() - started) / 20
+    return max(20, min(3000, int(LOOP_SECONDS / estimate)))
+
+
+def cost_table(env):
+    """Time every (implementation, mode) once per loop, interleaved, so that
+    load changes on the machine hit them all alike; report the medians."""
+    cases = {('no session factory', 'untouched'): (make_app(None), environ('/untouched'))}
+    rows = {}
+    for name in OURS + PEERS:
+        try:
+            app = make_app(build_factory(name, env))
+        except Skip as exc:
+            rows[name] = ['skipped: %s' % exc]
+            continue
+        cookie = new_session(app)
+        for mode in MODES:
+            cases[name, mode] = app, mode_environ(mode, cookie)
+    counts = {case: calibrate(*args) for case, args in cases.items()}
+    samples = {case: [] for case in cases}
+    for _ in range(LOOPS):
+        for case, (app, env_) in cases.items():
+            started = time.perf_counter()
+            for _ in range(counts[case]):
+                call(app, env_)
+            samples[case].append((time.perf_counter() - started) / counts[case])
+    timings = {case: statistics.median(values) for case, values in samples.items()}
+    base = timings['no session factory', 'untouched']
+    table = [('no session factory', ['%7.1f µs %6.1f×' % (base * 1e6, 1.0)])]
+    for name in OURS + PEERS:
+        cells = rows.get(name) or ['%7.1f µs %6.1f×' % (
+            timings[name, mode] * 1e6, timings[name, mode] / base) for mode in MODES]
+        table.append((name, cells))
+    print_table('Cost per request (median of %d interleaved loops; ratio to an app '
+                'without a session factory)' % LOOPS, ['implementation'] + list(MODES),
+                table)
+    for peer in PEERS:
+        if ('ext:redis', 'read') in timings and (peer, 'read') in timings:
+            print('  ext:redis / %s: read %.2f×, write %.2f×' % (
+                peer, timings['ext:redis', 'read'] / timings[peer, 'read'],
+                timings['ext:redis', 'write'] / timings[peer, 'write']))
+
+
+# -- 3. concurrent writers ----------------------------------------------------------
+
+class Served:
+    """This script's app for one implementation, under waitress in a subprocess."""
+
+    def __init__(self, name, env):
+        self.port = free_port()
+        self.url = 'http://127.0.0.1:%d' % self.port
+        self.args = [sys.executable, os.path.abspath(__file__), 'serve', name,
+                     str(self.port), json.dumps(env)]
+
+    def __enter__(self):
+        self.process = subprocess.Popen(self.args, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise Skip(self.process.stderr.read().decode().strip().splitlines()[-1])
+            try:
+                http_get(self.url + '/untouched', timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError('server for %s did not start' % self.args[3])
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process.stderr.close()
+
+
+def http_get(url, cookie=None, timeout=10):
+    request = urllib.request.Request(url)
+    if cookie:
+        request.add_header('Cookie', cookie)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+        set_cookie = response.headers.get('Set-Cookie')
+    return body, set_cookie.split(';')[0] if set_cookie else None
+
+
+def surviving_keys(url):
+    """Create a session, let WRITERS requests set a key each; return how many stayed."""
+    _, cookie = http_get(url + '/write?key=k&value=v')
+    barrier = threading.Barrier(WRITERS, timeout=20)
+
+    def writer(n):
+        barrier.wait()
+        http_get(url + '/write?key=w%02d&value=%d' % (n, n), cookie)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return len(json.loads(http_get(url + '/written_keys', cookie)[0]))
+
+
+def concurrency_table(env):
+    rows = []
+    for name in ('memory', 'file', 'dbm', 'ext:redis', 'ext:memcached',
+                 'ext:database') + PEERS:
+        try:
+            with Served(name, env) as server:
+                kept = [surviving_keys(server.url) for _ in range(ATTEMPTS)]
+            rows.append((name, [' '.join('%d/%d' % (n, WRITERS) for n in kept)]))
+        except Skip as exc:
+            rows.append((name, ['skipped: %s' % exc]))
+    print_table('Keys kept out of %d concurrent writers (%d attempts)'
+                % (WRITERS, ATTEMPTS), ['implementation', 'kept'], rows)
+
+
+def serve(name, port, env):
+    """Child process: serve the app for ``name`` like tests/serve_app.py does."""
+    import waitress
+
+    try:
+        factory = build_factory(name, env)
+    except Skip as exc:
+        sys.exit('skipped: %s' % exc)
+    waitress.serve(make_app(factory), host='127.0.0.1', port=port, threads=16,
+                   _quiet=True, connection_limit=200)
+
+
+# -- servers and output ----------------------------------------------------------------
+
+def print_table(title, header, rows):
+    widths = [max(len(str(row[0])) for row in rows + [(header[0], [])])]
+    for column in range(1, len(header)):
+        cells = [row[1][column - 1] for row in rows if len(row[1]) >= column]
+        widths.append(max([len(header[column])] + [len(cell) for cell in cells]))
+    print('\n' + title)
+    print('  '.join(text.ljust(width) for text, width in zip(header, widths)))
+    print('  '.join('-' * width for width in widths))
+    for name, cells in rows:
+        print('  '.join(text.ljust(width) for text, width in zip([name] + cells, widths)))
+
+
+def _answers(host, port):
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_servers(cleanups):
+    """Return the environment shared with child processes; register cleanups."""
+    env = {'tmp': tempfile.mkdtemp(prefix='pb-bench-'),
+           'table': 'bench_sessions_%s' % uuid.uuid4().hex[:8],
+           'postgres': os.environ.get(
+               'PYRAMID_BEAKER_POSTGRES_URL',
+               'postgresql+psycopg://postgres@127.0.0.1:5432/test')}
+    cleanups.append(lambda: shutil.rmtree(env['tmp'], ignore_errors=True))
+    if shutil.which('redis-server'):
+        server = RedisServer().start()
+        cleanups.append(server.stop)
+        env['redis'], env['redis_port'] = server.url, server.port
+        print('Redis: private redis-server on port %d' % server.port)
+    else:
+        env['redis'] = os.environ.get('PYRAMID_BEAKER_REDIS_URL',
+                                      'redis://127.0.0.1:6379/15')
+        env['redis_port'] = int(env['redis'].split(':')[2].split('/')[0])
+        print('Redis: %s (shared: command counts may include other clients)'
+              % env['redis'])
+    memcached = os.environ.get('PYRAMID_BEAKER_MEMCACHED', '127.0.0.1:11211')
+    if _answers(*memcached.split(':')):
+        env['memcached'] = memcached
+    elif shutil.which('memcached'):
+        port = free_port()
+        process = subprocess.Popen(['memcached', '-l', '127.0.0.1', '-p', str(port),
+                                    '-u', 'nobody'])
+        cleanups.append(lambda: (process.kill(), process.wait(timeout=10)))
+        deadline = time.monotonic() + 10
+        while not _answers('127.0.0.1', port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env['memcached'] = '127.0.0.1:%d' % port
+        print('memcached: private server on port %d' % port)
+    cleanups.append(lambda: drop_table(env))
+    return env
+
+
+def drop_table(env):
+    try:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(env['postgres'])
+        with engine.begin() as conn:
+            conn.execute(sa.text('DROP TABLE IF EXISTS %s' % env['table']))
+        engine.dispose()
+    except Exception as exc:  # the database may simply not be there
+        print('(could not drop %s: %s)' % (env['table'], exc))
+
+
+def main():
+    cleanups = []
+    started = time.monotonic()
+    try:
+        env = start_servers(cleanups)
+        print('Python %s; %d CPUs' % (sys.version.split()[0], os.cpu_count()))
+        command_table(env)
+        cost_table(env)
+        concurrency_table(env)
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
+    print('\ntotal %.0f s' % (time.monotonic() - started))
+
+
+if __name__ == '__main__':
+    if sys.argv[1:2] == ['serve']:
+        serve(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))
+    else:
+        main()

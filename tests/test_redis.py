@@ -1,0 +1,675 @@
+"""The ext:redis backend: sessions and cache regions against a real Redis.
+
+Most tests use the shared server (``redis_url``, db 15) under a key prefix
+of their own and delete their keys afterwards.  Tests that count commands
+or break the server run a private ``redis-server`` (tests/backend_faults.py).
+"""
+import json
+import os
+import pickle
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+import redis
+from beaker import cache as beaker_cache
+from pyramid.exceptions import ConfigurationError
+
+from pyramid_beaker import set_cache_regions_from_settings
+from pyramid_beaker.codec import SignedCodec
+from pyramid_beaker.session import (
+    DEFAULT_MAX_IDLE,
+    BeakerSessionFactoryConfig,
+    session_factory_from_settings,
+)
+from pyramid_beaker.settings import region_options_from_settings
+from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores.base import SessionBackendError
+from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, make_client
+
+from .backend_faults import CommandLog, RedisServer, names, require_redis_server, round_trips
+from .servers import AppProcess
+from .session_app import SECRET, make_app
+
+COOKIE = 'beaker.session.id'
+
+
+# -- fixtures and helpers -----------------------------------------------------
+
+@pytest.fixture
+def prefix(redis_url):
+    """A key prefix used by this test only; its keys are deleted afterwards."""
+    value = 'pbtest:%s:' % uuid.uuid4().hex[:12]
+    yield value
+    client = redis.Redis.from_url(redis_url)
+    for name in client.scan_iter(match=value + '*', count=500):
+        client.delete(name)
+    client.close()
+
+
+@pytest.fixture
+def client(redis_url):
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of this test's own, free to count commands on or kill."""
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def store(redis_url, prefix):
+    store = RedisSessionStore(
+        {'url': redis_url, 'key_prefix': prefix},
+        SignedCodec('json', SECRET, 'session'))
+    yield store
+    store.close()
+
+
+def session_id():
+    return uuid.uuid4().hex
+
+
+def session_key(prefix, app_or_cookie):
+    """The Redis key of the session whose signed id is in ``app_or_cookie``."""
+    cookie = app_or_cookie
+    if not isinstance(cookie, str):
+        cookie = app_or_cookie.cookies[COOKIE]
+    return '%ssession:%s' % (prefix, cookie.split('.')[0])
+
+
+def redis_app(url, prefix, **options):
+    return make_app(type='ext:redis', url=url, key_prefix=prefix, **options)
+
+
+class Trap:
+    """Unpickling this creates the file ``path``: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def trap_payloads(tmp_dir):
+    """A raw pickle and one in a forged envelope, both armed; and the marker path."""
+    marker = os.path.join(tmp_dir, 'pwned')
+    raw = pickle.dumps(Trap(marker))
+    # Prove the trap works, so that "marker absent" below means something.
+    probe = os.path.join(tmp_dir, 'probe')
+    pickle.loads(pickle.dumps(Trap(probe))).close()
+    assert os.path.exists(probe)
+    forged = b'PB1' + b'\0' * 32 + b'p' + raw
+    return marker, [raw, forged]
+
+
+# -- the session store on its own -------------------------------------------
+
+def test_store_layout_merge_and_ttl(store, client, prefix):
+    sid = session_id()
+    assert store.load(sid) is None
+    store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), 100.0, 100.5, 600)
+    key = '%ssession:%s' % (prefix, sid)
+    fields = client.hgetall(key)
+    assert sorted(fields) == [b'k:a', b'k:b', b'm:accessed', b'm:created']
+    assert all(fields[name].startswith(b'PB1') for name in (b'k:a', b'k:b'))
+    assert 590 < client.ttl(key) <= 600
+
+    store.save(sid, {'c': 'x'}, frozenset({'a'}), 999.0, 200.0, 300)
+    record = store.load(sid)
+    assert record.data == {'b': [1, 2], 'c': 'x'}
+    assert (record.created, record.accessed) == (100.0, 200.0)  # created kept
+    assert 290 < client.ttl(key) <= 300
+
+    store.touch(sid, 250.0, 900)
+    assert store.load(sid).accessed == 250.0
+    assert 890 < client.ttl(key) <= 900
+    store.delete(sid)
+    assert store.load(sid) is None
+    assert not client.exists(key)
+
+
+def test_store_same_key_last_writer_wins(store):
+    sid = session_id()
+    store.save(sid, {'k': 'first', 'other': 1}, frozenset(), 1.0, 1.0, 60)
+    store.save(sid, {'k': 'second'}, frozenset(), 1.0, 2.0, 60)
+    assert store.load(sid).data == {'k': 'second', 'other': 1}
+
+
+def test_store_save_after_expiry_keeps_only_changed_keys(store):
+    """Documented: a record that expired between load and save comes back
+    with only the keys that request changed."""
+    sid = session_id()
+    store.save(sid, {'a': 1, 'b': 2}, frozenset(), 10.0, 10.0, 60)
+    store.delete(sid)  # what expiry does
+    store.save(sid, {'b': 3}, frozenset(), 10.0, 20.0, 60)
+    record = store.load(sid)
+    assert record.data == {'b': 3}
+    assert record.created == 10.0
+
+
+def test_store_expires_with_the_server_ttl(store):
+    sid = session_id()
+    store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, 1)
+    assert store.load(sid) is not None
+    time.sleep(1.2)
+    assert store.load(sid) is None
+
+
+def test_touch_of_a_vanished_session_leaves_an_empty_record(store, client, prefix):
+    sid = session_id()
+    store.touch(sid, 5.0, 60)
+    record = store.load(sid)
+    assert record.data == {}
+    assert (record.created, record.accessed) == (5.0, 5.0)
+    assert client.ttl('%ssession:%s' % (prefix, sid)) > 0
+
+
+def test_purge_expired_is_left_to_redis(store):
+    with pytest.raises(NotImplementedError, match='ext:redis'):
+        store.purge_expired(60)
+
+
+@pytest.mark.parametrize('plant', [
+    {b'k:a': b'not an envelope'},
+    {b'k:a': b'PB1' + b'\0' * 33 + b'"x"'},
+    {b'k:\xff': None},
+    {b'surprise': b'1'},
+    {b'm:created': b'soon'},
+])
+def test_one_bad_field_drops_the_whole_record(store, client, prefix, plant):
+    sid = session_id()
+    store.save(sid, {'a': 'good', 'b': 'good'}, frozenset(), 1.0, 1.0, 60)
+    key = '%ssession:%s' % (prefix, sid)
+    good = client.hget(key, 'k:b')
+    client.hset(key, mapping={name: value or good for name, value in plant.items()})
+    assert store.load(sid) is None
+    assert not client.exists(key)  # deleted, so the next save starts clean
+
+
+def test_a_non_hash_under_the_session_key_reads_as_absent(store, client, prefix):
+    sid = session_id()
+    client.set('%ssession:%s' % (prefix, sid), pickle.dumps({'a': 1}))
+    assert store.load(sid) is None
+    store.save(sid, {'a': 2}, frozenset(), 1.0, 1.0, 60)
+    assert store.load(sid).data == {'a': 2}
+
+
+def test_backend_module_attributes():
+    module = backend_module('ext:redis')
+    assert module.SESSION_STORE is RedisSessionStore
+    assert module.NAMESPACE_MANAGER is RedisNamespaceManager
+    assert module.ENTRY_POINT == 'pyramid_beaker.redis'
+    assert set(module.OPTIONS) == {'url', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+    assert backend_module('redis') is module
+
+
+# -- configuration errors ------------------------------------------------------
+
+def test_missing_url_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match='"url" is required'):
+        BeakerSessionFactoryConfig(type='ext:redis', secret=SECRET)
+
+
+def test_bad_url_names_the_setting():
+    with pytest.raises(ConfigurationError, match='"url" must be a redis://'):
+        BeakerSessionFactoryConfig(
+            type='ext:redis', secret=SECRET, url='http://u:pw@host/')
+
+
+@pytest.mark.parametrize('value', ['abc', '0', '-1'])
+def test_bad_socket_timeout_names_the_full_setting(value, redis_url):
+    with pytest.raises(ConfigurationError,
+                       match='"session.socket_timeout" must be a number of '
+                             "seconds greater than 0, not '%s'" % value):
+        session_factory_from_settings({
+            'session.type': 'ext:redis', 'session.url': redis_url,
+            'session.secret': SECRET, 'session.socket_timeout': value})
+
+
+def test_settings_reach_the_client(redis_url, prefix):
+    factory = session_factory_from_settings({
+        'session.type': 'ext:redis', 'session.url': redis_url,
+        'session.secret': SECRET, 'session.key_prefix': prefix,
+        'session.socket_timeout': '2.5'})
+    store = factory.store
+    assert store.prefix == prefix
+    assert store.client.connection_pool.connection_kwargs['socket_timeout'] == 2.5
+    assert store.key('ab') == prefix + 'session:ab'
+
+
+# -- sessions through real apps ------------------------------------------------
+
+def test_session_round_trip_through_an_app(redis_url, prefix, client):
+    app = redis_app(redis_url, prefix)
+    assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+    app.get('/mutate', {'op': 'del', 'key': 'a'})
+    app.get('/set', {'c': 'é'})
+    assert app.get('/get').json['data'] == {'b': '2', 'c': 'é'}
+    key = session_key(prefix, app)
+    assert sorted(client.hgetall(key)) == [b'k:b', b'k:c', b'm:accessed', b'm:created']
+
+    # A second app (same secret, same Redis) sees the same session.
+    other = redis_app(redis_url, prefix)
+    other.set_cookie(COOKIE, app.cookies[COOKIE])
+    assert other.get('/get').json['data'] == {'b': '2', 'c': 'é'}
+
+    app.get('/invalidate')
+    assert not client.exists(key)
+
+
+def test_every_session_key_has_a_ttl(redis_url, prefix, client):
+    timed = redis_app(redis_url, prefix, timeout=600)
+    timed.get('/set', {'a': '1'})
+    assert 590 < client.ttl(session_key(prefix, timed)) <= 600
+
+    untimed = redis_app(redis_url, prefix)
+    untimed.get('/set', {'a': '1'})
+    untimed.get('/set', {'b': '2'})
+    ttl = client.ttl(session_key(prefix, untimed))
+    assert DEFAULT_MAX_IDLE - 10 < ttl <= DEFAULT_MAX_IDLE == 30 * 24 * 3600
+
+    keys = list(client.scan_iter(match=prefix + '*'))
+    assert len(keys) == 2
+    assert all(client.ttl(name) > 0 for name in keys)
+
+
+def test_planted_pickles_in_a_session_never_run(redis_url, prefix, client, tmp_dir):
+    marker, payloads = trap_payloads(tmp_dir)
+    for payload in payloads:
+        app = redis_app(redis_url, prefix)
+        app.get('/set', {'user': 'alice'})
+        key = session_key(prefix, app)
+        client.hset(key, 'k:user', payload)
+        assert app.get('/get').json['data'] == {}  # a fresh session
+        assert not os.path.exists(marker)
+        assert not client.exists(key)
+        app.get('/set', {'user': 'bob'})
+        assert app.get('/get').json['data'] == {'user': 'bob'}
+
+
+def test_round_trips_per_request(private_redis):
+    app = redis_app(private_redis.url, 'rt:')
+    app.get('/set', {'warm': 'up'})  # connects: HELLO etc.
+    app.reset()
+    log = CommandLog(private_redis.port)
+    try:
+        app.get('/set', {'a': '1'})  # new session: no load
+        created = log.commands()
+        assert names(created) == ['MULTI', 'HSET', 'HSETNX', 'EXPIRE', 'EXEC']
+        assert round_trips(created) == 1
+
+        app.get('/get')
+        read = log.commands()
+        assert names(read) == ['HGETALL']
+        assert round_trips(read) == 1
+
+        app.get('/set', {'b': '2'})
+        write = log.commands()
+        assert names(write)[0] == 'HGETALL'
+        assert round_trips(write) == 2
+
+        app.get('/mutate', {'op': 'del', 'key': 'a'})
+        assert 'HDEL' in names(log.commands())
+
+        app.get('/untouched')
+        assert log.commands() == []
+    finally:
+        log.close()
+
+
+def test_read_after_refresh_interval_touches_in_one_more_round_trip(private_redis):
+    app = redis_app(private_redis.url, 'rt:', timeout=60, refresh_interval=1)
+    app.get('/set', {'a': '1'})  # also connects
+    time.sleep(1.1)
+    log = CommandLog(private_redis.port)
+    try:
+        app.get('/get')
+        touched = log.commands()
+        assert names(touched) == ['HGETALL', 'MULTI', 'HSET', 'HSETNX', 'EXPIRE', 'EXEC']
+        assert round_trips(touched) == 2
+    finally:
+        log.close()
+
+
+def test_server_down_untouched_views_work_and_sessions_raise(private_redis):
+    app = redis_app(private_redis.url, 'fault:')
+    app.get('/set', {'a': '1'})
+    private_redis.stop()
+
+    assert app.get('/untouched').json == {'ok': True}
+    with pytest.raises(SessionBackendError) as info:
+        app.get('/get')
+    message = str(info.value)
+    assert 'ext:redis' in message and private_redis.url in message
+    assert isinstance(info.value.__cause__, redis.ConnectionError)
+    fresh = redis_app(private_redis.url, 'fault:')
+    with pytest.raises(SessionBackendError, match='save failed'):
+        fresh.get('/set', {'a': '1'})
+
+    private_redis.start()  # same port, empty: the old session is gone
+    assert app.get('/get').json['data'] == {}
+    app.get('/set', {'b': '2'})
+    assert app.get('/get').json['data'] == {'b': '2'}
+
+
+def test_frozen_server_fails_within_socket_timeout(private_redis):
+    app = redis_app(private_redis.url, 'fault:', socket_timeout=0.5)
+    app.get('/set', {'a': '1'})
+    private_redis.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(SessionBackendError) as info:
+            app.get('/get')
+        assert time.monotonic() - started < 5
+        assert isinstance(info.value.__cause__, redis.TimeoutError)
+    finally:
+        private_redis.resume()
+    assert app.get('/get').json['data'] == {'a': '1'}
+
+
+def test_backend_error_masks_the_password(private_redis):
+    private_redis.stop()
+    url = 'redis://:hunter2@127.0.0.1:%d/0' % private_redis.port
+    app = make_app(type='ext:redis', url=url)
+    with pytest.raises(SessionBackendError) as info:
+        app.get('/set', {'a': '1'})
+    assert 'hunter2' not in str(info.value)
+    assert ':********@127.0.0.1' in str(info.value)
+
+
+# -- sessions across app processes ---------------------------------------------
+
+def app_settings(redis_url, prefix):
+    return {'session.type': 'ext:redis', 'session.url': redis_url,
+            'session.secret': SECRET, 'session.key_prefix': prefix}
+
+
+def http_get(url, cookie=None, timeout=10):
+    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
+    request = urllib.request.Request(url)
+    if cookie:
+        request.add_header('Cookie', cookie)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.loads(response.read())
+        set_cookie = response.headers.get('Set-Cookie')
+    return body, set_cookie.split(';')[0] if set_cookie else None
+
+
+def test_two_app_processes_share_a_session(redis_url, prefix):
+    settings = app_settings(redis_url, prefix)
+    with AppProcess(settings) as one, AppProcess(settings) as two:
+        _, cookie = http_get(one.url + '/set?key=a&value=1')
+        assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
+        http_get(two.url + '/set?key=b&value=2', cookie)
+        http_get(two.url + '/delete?key=a', cookie)
+        assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+
+
+def test_concurrent_writers_all_keep_their_key(redis_url, prefix, client):
+    writers = 16
+    with AppProcess(app_settings(redis_url, prefix)) as server:
+        for attempt in range(3):
+            _, cookie = http_get(server.url + '/set?key=start&value=%d' % attempt)
+            barrier = threading.Barrier(writers, timeout=10)
+            errors = []
+
+            def write(n):
+                try:
+                    barrier.wait()
+                    http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
+                except Exception as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert not errors
+            assert not any(thread.is_alive() for thread in threads)
+            data = http_get(server.url + '/get', cookie)[0]
+            expected = {'k%d' % n: str(n) for n in range(writers)}
+            expected['start'] = str(attempt)
+            assert data == expected
+            assert client.ttl(session_key(prefix, cookie.split('=', 1)[1])) > 0
+
+
+# -- cache regions -------------------------------------------------------------
+
+def make_cache(redis_url, prefix, namespace='ns', **options):
+    return beaker_cache.Cache(
+        namespace, type='pyramid_beaker.redis', url=redis_url, secret=SECRET,
+        key_prefix=prefix, **options)
+
+
+def test_beaker_cache_uses_the_backend(redis_url, prefix, client):
+    cache = make_cache(redis_url, prefix, expire=300)
+    assert isinstance(cache.namespace, RedisNamespaceManager)
+    cache.put('k', {'v': [1, 2]})
+    assert cache.get('k') == {'v': [1, 2]}
+    assert 'k' in cache
+    name = prefix + 'cache:ns:k'
+    raw = client.get(name)
+    assert raw.startswith(b'PB1')
+    assert 290 < client.ttl(name) <= 300
+    cache.remove_value('k')
+    assert 'k' not in cache
+    with pytest.raises(KeyError):
+        cache.get('k')
+
+
+def test_get_with_createfunc_computes_once(redis_url, prefix):
+    cache = make_cache(redis_url, prefix, expire=60)
+    calls = []
+
+    def create():
+        calls.append(1)
+        return 'made'
+
+    assert cache.get('k', createfunc=create) == 'made'
+    assert cache.get('k', createfunc=create) == 'made'
+    assert len(calls) == 1
+
+
+def test_entries_without_expire_have_no_ttl(redis_url, prefix, client):
+    cache = make_cache(redis_url, prefix)
+    cache.put('k', 1)
+    assert client.ttl(prefix + 'cache:ns:k') == -1
+
+
+def test_str_and_bytes_names_are_the_same_entry(redis_url, prefix):
+    manager = RedisNamespaceManager(b'ns', secret=SECRET, url=redis_url, key_prefix=prefix)
+    manager.set_entry('k', (1.0, None, 'v'))
+    other = RedisNamespaceManager('ns', secret=SECRET, url=redis_url, key_prefix=prefix)
+    assert other.get_entry(b'k') == (1.0, None, 'v')
+
+
+def test_namespaces_with_colons_stay_apart(redis_url, prefix):
+    outer = make_cache(redis_url, prefix, namespace='a')
+    inner = make_cache(redis_url, prefix, namespace='a:b')
+    outer.put('b:c', 'outer')
+    inner.put('c', 'inner')
+    inner.put('*', 'star')
+    assert outer.get('b:c') == 'outer'
+    assert sorted(inner.namespace.keys()) == [b'*', b'c']
+    assert outer.namespace.keys() == [b'b:c']
+    outer.clear()
+    assert outer.namespace.keys() == []
+    assert inner.get('c') == 'inner'
+
+
+def test_do_remove_clears_many_keys(redis_url, prefix):
+    manager = RedisNamespaceManager('big', secret=SECRET, url=redis_url, key_prefix=prefix)
+    for n in range(1200):
+        manager.set_entry('k%d' % n, (1.0, None, n))
+    assert len(manager.keys()) == 1200
+    manager.do_remove()
+    assert manager.keys() == []
+
+
+def test_beaker_cache_region_uses_the_backend(redis_url, prefix, client):
+    region = {'type': 'pyramid_beaker.redis', 'url': redis_url, 'secret': SECRET,
+              'key_prefix': prefix, 'expire': 120, 'enabled': True}
+    beaker_cache.cache_regions['pb_redis_test'] = region
+    calls = []
+    try:
+        @beaker_cache.cache_region('pb_redis_test')
+        def square(x):
+            calls.append(x)
+            return x * x
+
+        assert square(3) == 9
+        assert square(3) == 9
+        assert calls == [3]
+        names_ = [name for name in client.scan_iter(match=prefix + 'cache:*')]
+        assert len(names_) == 1
+        assert 110 < client.ttl(names_[0]) <= 120
+    finally:
+        del beaker_cache.cache_regions['pb_redis_test']
+
+
+def test_planted_pickle_in_the_cache_is_a_miss(redis_url, prefix, client, tmp_dir):
+    marker, payloads = trap_payloads(tmp_dir)
+    cache = make_cache(redis_url, prefix)
+    for payload in payloads:
+        client.set(prefix + 'cache:ns:k', payload)
+        assert cache.namespace.get_entry(b'k') is None
+        assert 'k' not in cache
+        assert cache.get('k', createfunc=lambda: 'fresh') == 'fresh'
+        assert not os.path.exists(marker)
+        assert cache.get('k') == 'fresh'
+
+
+def test_creation_lock(redis_url, prefix, client):
+    manager = RedisNamespaceManager('ns', secret=SECRET, url=redis_url,
+                                    key_prefix=prefix, lock_timeout='0.5')
+    first, second = manager.get_creation_lock('k'), manager.get_creation_lock(b'k')
+    assert first.acquire(wait=False) is True
+    assert 0 < client.pttl(prefix + 'lock:ns:k') <= 500
+    assert second.acquire(wait=False) is False
+
+    started = time.monotonic()
+    assert second.acquire() is True  # the first holder's lock expired
+    assert 0.3 < time.monotonic() - started < 2
+    first.release()  # no longer the holder: must not free the lock
+    assert client.exists(prefix + 'lock:ns:k')
+    second.release()
+    assert not client.exists(prefix + 'lock:ns:k')
+    second.release()  # releasing twice is harmless
+
+
+def test_waiting_acquire_returns_when_the_holder_releases(redis_url, prefix):
+    manager = RedisNamespaceManager('ns', secret=SECRET, url=redis_url, key_prefix=prefix)
+    holder = manager.get_creation_lock('k')
+    assert holder.acquire(wait=False)
+    timer = threading.Timer(0.2, holder.release)
+    timer.start()
+    started = time.monotonic()
+    waiter = manager.get_creation_lock('k')
+    assert waiter.acquire() is True
+    elapsed = time.monotonic() - started
+    timer.join(timeout=5)
+    waiter.release()
+    assert 0.15 < elapsed < 1.5
+
+
+def test_concurrent_misses_compute_once(redis_url, prefix):
+    calls = []
+    results = []
+
+    def create():
+        calls.append(1)
+        time.sleep(0.2)
+        return 'value'
+
+    def reader():
+        cache = make_cache(redis_url, prefix, namespace='dog', expire=60)
+        barrier.wait()
+        results.append(cache.get('k', createfunc=create))
+
+    barrier = threading.Barrier(8, timeout=10)
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == ['value'] * 8
+    assert len(calls) == 1
+
+
+def test_cache_round_trips(private_redis):
+    manager = RedisNamespaceManager('ns', secret=SECRET, url=private_redis.url)
+    manager.get_entry('warm-up')
+    log = CommandLog(private_redis.port)
+    try:
+        manager.set_entry('k', (1.0, 60, 'v'), 60)
+        assert names(log.commands()) == ['SET']
+        assert manager.get_entry('k') == (1.0, 60, 'v')
+        assert names(log.commands()) == ['GET']
+    finally:
+        log.close()
+
+
+def test_cache_errors_reach_the_caller_and_recover(private_redis):
+    cache = make_cache(private_redis.url, 'fault:', expire=60)
+    cache.put('k', 'v')
+    private_redis.stop()
+    with pytest.raises(redis.ConnectionError):
+        cache.namespace.get_entry(b'k')
+    with pytest.raises(redis.ConnectionError):
+        cache.get('k', createfunc=lambda: 'computed')
+    private_redis.start()
+    assert cache.namespace.get_entry(b'k') is None  # the restarted server is empty
+    assert cache.get('k', createfunc=lambda: 'computed') == 'computed'
+
+
+def test_namespace_managers_share_one_client(redis_url, prefix):
+    first = RedisNamespaceManager('one', secret=SECRET, url=redis_url, key_prefix=prefix)
+    second = RedisNamespaceManager('two', secret=SECRET, url=redis_url, key_prefix=prefix)
+    assert first.client is second.client
+    assert make_client({'url': redis_url}) is not first.client
+
+
+def test_regions_from_settings_use_the_backend(redis_url, prefix, client):
+    settings = {'cache.regions': 'pb_redis_settings', 'cache.type': 'ext:redis',
+                'cache.url': redis_url, 'cache.secret': SECRET,
+                'cache.pb_redis_settings.expire': '90',
+                'cache.pb_redis_settings.key_prefix': prefix,
+                'cache.pb_redis_settings.lock_timeout': '5'}
+    try:
+        found = set_cache_regions_from_settings(settings)
+        assert found['pb_redis_settings']['type'] == 'pyramid_beaker.redis'
+        assert found['pb_redis_settings']['lock_timeout'] == 5.0
+
+        @beaker_cache.cache_region('pb_redis_settings')
+        def double(x):
+            return [x, x]
+
+        assert double('a') == ['a', 'a']
+        (name,) = client.scan_iter(match=prefix + 'cache:*')
+        assert client.get(name).startswith(b'PB1')
+        assert 80 < client.ttl(name) <= 90
+    finally:
+        beaker_cache.cache_regions.pop('pb_redis_settings', None)
+
+
+@pytest.mark.parametrize('setting, value, message', [
+    ('url', 'http://example.com/', '"cache.r.url" must be a redis://'),
+    ('socket_timeout', 'soon', '"cache.r.socket_timeout" must be a number'),
+    ('lock_timeout', '0', '"cache.r.lock_timeout" must be a number'),
+])
+def test_bad_region_settings_name_the_full_key(redis_url, setting, value, message):
+    settings = {'cache.regions': 'r', 'cache.type': 'ext:redis', 'cache.url': redis_url,
+                'cache.secret': SECRET, 'cache.r.' + setting: value}
+    with pytest.raises(ConfigurationError, match=message):
+        region_options_from_settings(settings)
