@@ -8,7 +8,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import PHASE1_CONFIG, ISessionFactory
 
 from . import cache
-from .session import BeakerSessionFactoryConfig
+from .session import SessionFactory
 from .settings import (
     REGION_OPTIONS,
     SESSION_OPTIONS,
@@ -53,7 +53,7 @@ def add_beaker_session(config, prefix='session.', **overrides):
     def register():
         settings = config.get_settings() or {}
         options = session_options_from_settings(settings, prefix, overrides)
-        factory = BeakerSessionFactoryConfig(**options)
+        factory = SessionFactory(options)
         config.registry.registerUtility(factory, ISessionFactory)
         intr.title = config.object_description(factory)
         intr.update(masked(options))
