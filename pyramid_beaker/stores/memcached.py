@@ -1,0 +1,325 @@
+"""memcached storage (``ext:memcached``) through pymemcache.
+
+A session is one item holding its signed record; saves merge onto what is
+stored with a ``gets``/``cas`` loop, so concurrent writers to one session
+each keep their keys.  Items expire through memcached's own TTL.  The client
+is built without a serializer: values go in and come out as bytes, and only
+the codec (which checks the signature first) turns them into objects.
+"""
+import contextlib
+import hashlib
+import math
+import os
+import random
+import re
+import threading
+import time
+
+from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+from pyramid.exceptions import ConfigurationError
+
+from ..settings import as_float, as_str, mask_url
+from .base import (
+    BaseNamespaceManager,
+    SessionBackendError,
+    SessionStore,
+    merge,
+    pack_record,
+)
+
+ENTRY_POINT = 'pyramid_beaker.memcached'
+#: memcached reads expiry times above 30 days as absolute unix times.
+MAX_RELATIVE_TTL = 30 * 24 * 3600
+DEFAULT_TIMEOUT = 3.0
+DEFAULT_LOCK_TIMEOUT = 30.0
+SESSION_PREFIX = 'pyramid_beaker.session:'
+CACHE_PREFIX = 'pyramid_beaker.cache:'
+_PREFIX_CHARS = re.compile(r'[\x21-\x7e]{0,100}')
+
+
+def as_key_prefix(value, label):
+    """Coerce a key prefix: up to 100 printable ASCII characters, no spaces."""
+    value = as_str(value, label)
+    if value is not None and not _PREFIX_CHARS.fullmatch(value):
+        raise ConfigurationError(
+            '"%s" must be at most 100 printable ASCII characters without '
+            'spaces, not %r' % (label, value))
+    return value
+
+
+def as_timeout(value, label):
+    """Coerce an optional number of seconds greater than 0."""
+    number = as_float(value, label)
+    if number == 0:
+        raise ConfigurationError(
+            '"%s" must be a number of seconds greater than 0, not %r' % (label, value))
+    return number
+
+
+OPTIONS = {
+    'url': as_str,
+    'key_prefix': as_key_prefix,
+    'socket_timeout': as_timeout,
+    'lock_timeout': as_timeout,
+}
+
+
+def expire_time(seconds):
+    """Return memcached's ``exptime`` for a lifetime in seconds (0: never)."""
+    if not seconds:
+        return 0
+    seconds = max(1, math.ceil(seconds))
+    if seconds > MAX_RELATIVE_TTL:
+        return int(time.time()) + seconds
+    return seconds
+
+
+def server_spec(url, label='url'):
+    """Return pymemcache's server spec for ``host[:port]`` or a socket path."""
+    if not url:
+        raise ConfigurationError(
+            '"%s" is required for ext:memcached: host:port of the server'
+            % label)
+    url = url.strip()
+    if url.startswith('/'):
+        return url
+    if any(sep in url for sep in ';, '):
+        raise ConfigurationError(
+            '"%s" must name one memcached server (host:port), not %r'
+            % (label, url))
+    host, _, port = url.rpartition(':') if ':' in url else (url, '', '11211')
+    try:
+        return (host.strip('[]'), int(port))
+    except ValueError:
+        raise ConfigurationError(
+            '"%s" must be host:port, not %r' % (label, url)) from None
+
+
+#: How a pooled connection fails once the server it was opened to is gone.
+_STALE = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
+
+
+class ReconnectingClient(PooledClient):
+    """A pooled client that moves past pooled connections a restart killed.
+
+    After memcached restarts, every idle pooled connection is dead; plain
+    :class:`PooledClient` would fail one command per dead connection.  Here a
+    command that hits one is retried, on the next idle connection or a new
+    one.  Retrying is safe for the commands used: a repeated ``add``/``cas``
+    fails and the caller's loop reads again; ``get``/``set``/``delete`` repeat.
+    """
+
+    def _retried(self, method, *args, **kwargs):
+        for _ in range(len(self.client_pool.free)):
+            try:
+                return method(self, *args, **kwargs)
+            except _STALE:
+                continue
+        return method(self, *args, **kwargs)
+
+    def get(self, *args, **kwargs):
+        return self._retried(PooledClient.get, *args, **kwargs)
+
+    def gets(self, *args, **kwargs):
+        return self._retried(PooledClient.gets, *args, **kwargs)
+
+    def set(self, *args, **kwargs):
+        return self._retried(PooledClient.set, *args, **kwargs)
+
+    def add(self, *args, **kwargs):
+        return self._retried(PooledClient.add, *args, **kwargs)
+
+    def cas(self, *args, **kwargs):
+        return self._retried(PooledClient.cas, *args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        return self._retried(PooledClient.delete, *args, **kwargs)
+
+
+def make_client(url, timeout=None):
+    """Return a thread-safe pymemcache client that stores raw bytes."""
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    # No serde: pymemcache then passes bytes through unchanged and never
+    # pickles or unpickles anything.
+    return ReconnectingClient(
+        server_spec(url), connect_timeout=timeout, timeout=timeout,
+        no_delay=True, default_noreply=False)
+
+
+class MemcachedSessionStore(SessionStore):
+    """One memcached item per session, updated by compare-and-swap."""
+
+    name = 'ext:memcached'
+    max_tries = 50
+
+    def __init__(self, options, codec):
+        super().__init__(options, codec)
+        self.url = options.get('url')
+        self.client = make_client(self.url, options.get('socket_timeout'))
+        self.prefix = options.get('key_prefix') or SESSION_PREFIX
+
+    @contextlib.contextmanager
+    def _errors(self):
+        try:
+            yield
+        except (OSError, MemcacheError) as exc:
+            raise SessionBackendError(
+                'memcached session store at %s failed: %s: %s'
+                % (mask_url(self.url), type(exc).__name__, exc)) from exc
+
+    def load(self, session_id):
+        with self._errors():
+            raw = self.client.get(self.prefix + session_id)
+        return None if raw is None else self._decode(session_id, raw)
+
+    def save(self, session_id, changed, deleted, created, accessed, ttl):
+        self._update(session_id, changed, deleted, created, accessed, ttl, True)
+
+    def touch(self, session_id, accessed, ttl):
+        self._update(session_id, {}, (), None, accessed, ttl, False)
+
+    def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
+        """Merge onto the stored record with gets/cas, retrying on conflicts."""
+        key = self.prefix + session_id
+        for attempt in range(self.max_tries):
+            with self._errors():
+                raw, cas = self.client.gets(key)
+                record = None if raw is None else self._decode(session_id, raw)
+                if record is None and not create:
+                    return
+                data = merge(record.data if record else {}, changed, deleted)
+                value = self.codec.dumps(pack_record(
+                    data, record.created if record else created, accessed))
+                if raw is None:
+                    stored = self.client.add(key, value, expire_time(ttl))
+                else:
+                    stored = self.client.cas(key, value, cas, expire_time(ttl))
+            if stored:
+                return
+            time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** attempt)))
+        raise SessionBackendError(
+            'memcached session store at %s: gave up saving session %s... '
+            'after %d conflicting writes' % (
+                mask_url(self.url), session_id[:8], self.max_tries))
+
+    def delete(self, session_id):
+        with self._errors():
+            self.client.delete(self.prefix + session_id)
+
+    def close(self):
+        self.client.close()
+
+
+_clients = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(url, timeout):
+    """Return the process-wide client for ``url`` (cache namespaces share it)."""
+    with _clients_lock:
+        client = _clients.get((url, timeout))
+        if client is None:
+            client = _clients[(url, timeout)] = make_client(url, timeout)
+        return client
+
+
+def close_shared_clients():
+    """Close the cache namespaces' connections (at shutdown, in tests).
+
+    The clients reconnect on their next command.
+    """
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+
+
+def hashed_key(prefix, namespace, key):
+    """Return a memcached key for ``key`` in ``namespace``: prefix + sha256 hex.
+
+    Hashing keeps keys short and free of spaces, and the length prefix keeps
+    ``('a:b', 'c')`` and ``('a', 'b:c')`` apart.
+    """
+    if isinstance(key, str):
+        key = key.encode('utf-8')
+    space = namespace.encode('utf-8')
+    digest = hashlib.sha256(b'%d:%s:%s' % (len(space), space, key)).hexdigest()
+    return prefix + digest
+
+
+class MemcachedLock:
+    """Cross-process lock: an item added with a random token and an expiry.
+
+    ``acquire(wait=True)`` waits at most ``timeout`` seconds (the lock's own
+    lifetime) and then returns False; ``release`` deletes the item only if it
+    still holds this lock's token.  (memcached has no compare-and-delete: a
+    lock that expires between that check and the delete, and is taken by
+    another process meanwhile, loses its item early.)
+    """
+
+    def __init__(self, client, key, timeout):
+        self.client = client
+        self.key = key
+        self.timeout = timeout
+        self.token = None
+
+    def acquire(self, wait=True):
+        token = os.urandom(16).hex().encode()
+        deadline = time.monotonic() + (self.timeout if wait else 0)
+        delay = 0.005
+        while not self.client.add(self.key, token, expire_time(self.timeout)):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        self.token = token
+        return True
+
+    def release(self):
+        token, self.token = self.token, None
+        if token is not None and self.client.get(self.key) == token:
+            self.client.delete(self.key)
+
+
+class MemcachedNamespaceManager(BaseNamespaceManager):
+    """Cache region entries as memcached items that expire by TTL.
+
+    Options: ``url`` (required), ``key_prefix``, ``socket_timeout`` and
+    ``lock_timeout`` (seconds a creation lock lives and is waited for).
+    """
+
+    name = 'ext:memcached'
+
+    def __init__(self, namespace, **options):
+        super().__init__(namespace, **options)
+        self.url = as_str(self.options.get('url'), 'url')
+        timeout = as_timeout(self.options.get('socket_timeout'), 'socket_timeout')
+        self.client = shared_client(self.url, timeout)
+        self.prefix = (as_key_prefix(self.options.get('key_prefix'), 'key_prefix')
+                       or CACHE_PREFIX)
+        lock_timeout = as_timeout(self.options.get('lock_timeout'), 'lock_timeout')
+        self.lock_timeout = lock_timeout or DEFAULT_LOCK_TIMEOUT
+
+    def _key(self, key):
+        return hashed_key(self.prefix, self.namespace, key)
+
+    def _get_raw(self, key):
+        return self.client.get(self._key(key))
+
+    def _set_raw(self, key, raw, expiretime):
+        self.client.set(self._key(key), raw, expire_time(expiretime))
+
+    def _delete(self, key):
+        self.client.delete(self._key(key))
+
+    def get_creation_lock(self, key):
+        return MemcachedLock(self.client, self._key(key) + ':lock', self.lock_timeout)
+
+    def do_remove(self):
+        raise NotImplementedError(
+            'memcached cannot list or drop the entries of one namespace; '
+            'they expire by their TTL (remove single keys instead)')
+
+
+SESSION_STORE = MemcachedSessionStore
+NAMESPACE_MANAGER = MemcachedNamespaceManager

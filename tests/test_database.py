@@ -1,0 +1,550 @@
+"""The ext:database backend against a real PostgreSQL.
+
+Every test works in tables of its own (unique names, dropped afterwards).
+Fault tests reach PostgreSQL through a TCPProxy that they cut and restore:
+the machine's PostgreSQL itself is never stopped.
+"""
+import json
+import os
+import pickle
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from beaker import cache as beaker_cache
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import ISessionFactory
+
+from pyramid_beaker.codec import SignedCodec
+from pyramid_beaker.session import session_factory_from_settings
+from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores.base import SessionBackendError
+from pyramid_beaker.stores.database import (
+    AdvisoryLock,
+    DatabaseNamespaceManager,
+    DatabaseSessionStore,
+    dispose_shared_engines,
+    entry_id,
+)
+
+from .servers import AppProcess
+from .session_app import SECRET, make_app
+from .tcp_proxy import TCPProxy
+
+CODEC = SignedCodec('json', SECRET, 'session')
+
+
+class Trap:
+    """Unpickling this creates the file ``path``: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def armed_pickle(tmp_dir):
+    """Return (pickle bytes that create a marker file when loaded, marker path)."""
+    probe = os.path.join(tmp_dir, 'probe')
+    pickle.loads(pickle.dumps(Trap(probe))).close()
+    assert os.path.exists(probe)  # the trap works, so its absence means something
+    marker = os.path.join(tmp_dir, 'pwned')
+    return pickle.dumps(Trap(marker)), marker
+
+
+def new_id():
+    return uuid.uuid4().hex
+
+
+@pytest.fixture(autouse=True)
+def dispose_engines():
+    """Close the cache namespaces' shared connections after each test."""
+    yield
+    dispose_shared_engines()
+
+
+@pytest.fixture
+def apps():
+    """Make WebTest apps (``session_app.make_app``); their stores are closed after."""
+    made = []
+
+    def make(**options):
+        made.append(make_app(**options))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.app.registry.getUtility(ISessionFactory).store.close()
+
+
+@pytest.fixture
+def engine(postgres_url):
+    engine = sa.create_engine(postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def table_name(engine):
+    """A table name of this test's own; the table is dropped afterwards."""
+    name = 'pbtest_%s' % uuid.uuid4().hex[:12]
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text('DROP TABLE IF EXISTS %s' % name))
+
+
+@pytest.fixture
+def store(postgres_url, table_name):
+    store = DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+    yield store
+    store.close()
+
+
+def rows(engine, table_name):
+    with engine.connect() as conn:
+        return {row.id: row for row in conn.execute(
+            sa.text('SELECT * FROM %s' % table_name))}
+
+
+def postgres_port(postgres_url):
+    return sa.engine.make_url(postgres_url).port or 5432
+
+
+# -- the session store ---------------------------------------------------------
+
+def test_module_attributes():
+    module = backend_module('ext:database')
+    assert module.SESSION_STORE is DatabaseSessionStore
+    assert module.NAMESPACE_MANAGER is DatabaseNamespaceManager
+    assert module.ENTRY_POINT == 'pyramid_beaker.database'
+    assert beaker_cache.clsmap['pyramid_beaker.database'] is DatabaseNamespaceManager
+    assert set(module.OPTIONS) == {
+        'url', 'bind', 'table_name', 'schema_name', 'lock_timeout', 'sa.'}
+
+
+def test_round_trip_merge_and_delete(store, engine, table_name):
+    sid = new_id()
+    assert store.load(sid) is None  # creates the table on first use
+    columns = {c['name']: str(c['type']) for c in sa.inspect(engine).get_columns(table_name)}
+    assert columns == {'id': 'VARCHAR(64)', 'data': 'BYTEA', 'created': 'DOUBLE PRECISION',
+                       'accessed': 'DOUBLE PRECISION', 'expires': 'DOUBLE PRECISION'}
+
+    now = time.time()
+    store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), now - 10, now, 600)
+    store.save(sid, {'c': 'é'}, frozenset({'a', 'missing'}), now, now + 1, 600)
+    record = store.load(sid)
+    assert record.data == {'b': [1, 2], 'c': 'é'}
+    assert (record.created, record.accessed) == (now - 10, now + 1)
+    row = rows(engine, table_name)[sid]
+    assert bytes(row.data).startswith(b'PB1')
+    assert (row.created, row.accessed, row.expires) == (now - 10, now + 1, now + 601)
+
+    store.delete(sid)
+    assert store.load(sid) is None
+    assert rows(engine, table_name) == {}
+    store.delete(sid)  # absent: no error
+
+
+def test_expired_rows_read_as_absent_and_do_not_come_back(store, engine, table_name):
+    sid = new_id()
+    now = time.time()
+    store.save(sid, {'old': 1}, frozenset(), now - 100, now - 100, 50)
+    assert sid in rows(engine, table_name)  # still stored, until purged
+    assert store.load(sid) is None
+    store.touch(sid, now, 600)  # an expired session is not revived
+    assert store.load(sid) is None
+    store.save(sid, {'new': 2}, frozenset(), now, now, 600)
+    record = store.load(sid)
+    assert record.data == {'new': 2} and record.created == now
+
+
+def test_touch_moves_access_time_and_expiry(store, engine, table_name):
+    sid = new_id()
+    now = time.time()
+    store.save(sid, {'a': 1}, frozenset(), now, now, 60)
+    store.touch(sid, now + 30, 600)
+    record = store.load(sid)
+    assert (record.data, record.created, record.accessed) == ({'a': 1}, now, now + 30)
+    assert rows(engine, table_name)[sid].expires == now + 630
+    absent = new_id()
+    store.touch(absent, now, 600)
+    assert absent not in rows(engine, table_name)
+
+
+def test_purge_expired_keeps_live_sessions(store, engine, table_name):
+    now = 1_000_000.0
+    store.save('a' * 32, {'idle': 1}, frozenset(), now - 500, now - 500, 10_000)
+    store.save('b' * 32, {'expired': 1}, frozenset(), now - 50, now - 50, 10)
+    store.save('c' * 32, {'live': 1}, frozenset(), now - 50, now - 50, 10_000)
+    calls = []
+    assert store.purge_expired(100, now, progress=lambda *args: calls.append(args)) == 2
+    assert calls == [(2, 2)]
+    assert set(rows(engine, table_name)) == {'c' * 32}
+    assert store.purge_expired(100, now) == 0
+
+
+def run_together(count, target):
+    """Run ``target(n)`` in ``count`` threads released at once; return errors."""
+    barrier = threading.Barrier(count, timeout=10)
+    errors = []
+
+    def run(n):
+        try:
+            barrier.wait()
+            target(n)
+        except Exception as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    return errors
+
+
+def test_concurrent_saves_to_one_session_all_survive(store, postgres_url, table_name):
+    other = DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+    writers = 16
+    try:
+        for attempt in range(4):
+            sid, now = new_id(), time.time()
+            if attempt % 2:  # odd rounds update a row; even rounds race to INSERT it
+                store.save(sid, {'keep': attempt, 'drop': 1}, frozenset(), now, now, 600)
+
+            def write(n):
+                # Half the writers use a second store (its own engine), as
+                # another process would.
+                (store if n % 2 else other).save(
+                    sid, {'k%d' % n: n}, frozenset({'drop'}), now, now + n, 600)
+
+            assert run_together(writers, write) == []
+            expected = {'k%d' % n: n for n in range(writers)}
+            if attempt % 2:
+                expected['keep'] = attempt
+            assert store.load(sid).data == expected
+    finally:
+        other.close()
+
+
+def test_stores_racing_to_create_the_table_all_succeed(postgres_url, table_name):
+    stores = [DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+              for _ in range(6)]
+    try:
+        now = time.time()
+        errors = run_together(6, lambda n: stores[n].save(
+            '%032x' % n, {'n': n}, frozenset(), now, now, 600))
+        assert errors == []
+        assert [stores[0].load('%032x' % n).data for n in range(6)] == [
+            {'n': n} for n in range(6)]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_planted_pickles_are_never_loaded(store, engine, table_name, tmp_dir):
+    payload, marker = armed_pickle(tmp_dir)
+    forged = b'PB1' + b'\0' * 32 + b'p' + payload
+    other_secret = SignedCodec('pickle', 'another-secret', 'session').dumps(
+        {'d': {'evil': Trap(marker)}, 'c': 1.0, 'a': 1.0})
+    for planted in (payload, forged, other_secret):
+        sid = new_id()
+        now = time.time()
+        store.save(sid, {'user': 'alice'}, frozenset(), now, now, 600)
+        with engine.begin() as conn:
+            conn.execute(sa.text('UPDATE %s SET data = :d WHERE id = :i' % table_name),
+                         {'d': planted, 'i': sid})
+        assert store.load(sid) is None
+        store.touch(sid, now, 600)
+        assert bytes(rows(engine, table_name)[sid].data) == planted  # not touched
+        store.save(sid, {'user': 'bob'}, frozenset(), now, now, 600)
+        assert store.load(sid).data == {'user': 'bob'}  # a fresh record
+    assert not os.path.exists(marker)
+
+
+def test_schema_and_engine_options(postgres_url, engine, table_name):
+    schema = 'pbtest_schema_%s' % uuid.uuid4().hex[:8]
+    with engine.begin() as conn:
+        conn.execute(sa.text('CREATE SCHEMA %s' % schema))
+    store = DatabaseSessionStore({
+        'url': postgres_url, 'table_name': table_name, 'schema_name': schema,
+        'sa.pool_size': '2', 'sa.pool_pre_ping': 'false'}, CODEC)
+    try:
+        assert store.engine.pool.size() == 2
+        assert store.engine.pool._pre_ping is False
+        store.save('a' * 32, {'x': 1}, frozenset(), time.time(), time.time(), 600)
+        assert sa.inspect(engine).has_table(table_name, schema=schema)
+        assert not sa.inspect(engine).has_table(table_name)
+        assert store.load('a' * 32).data == {'x': 1}
+    finally:
+        store.close()
+        with engine.begin() as conn:
+            conn.execute(sa.text('DROP SCHEMA %s CASCADE' % schema))
+
+
+def test_defaults_and_a_given_engine(postgres_url, engine, table_name):
+    default = DatabaseSessionStore({'url': postgres_url}, CODEC)
+    assert default.table.name == 'beaker_sessions'
+    assert default.engine.pool._pre_ping is True
+    default.close()
+    given = DatabaseSessionStore({'bind': engine, 'table_name': table_name}, CODEC)
+    now = time.time()
+    given.save('b' * 32, {'y': 2}, frozenset(), now, now, 600)
+    given.close()  # does not dispose an engine it was given
+    assert given.engine is engine
+    assert rows(engine, table_name)['b' * 32].accessed == now
+
+
+def test_settings_reach_the_store(postgres_url, table_name):
+    factory = session_factory_from_settings({
+        'session.type': 'ext:database', 'session.url': postgres_url,
+        'session.secret': SECRET, 'session.table_name': table_name,
+        'session.sa.pool_size': '3'})
+    assert isinstance(factory.store, DatabaseSessionStore)
+    assert factory.store.table.name == table_name
+    assert factory.store.engine.pool.size() == 3
+    factory.store.close()
+
+
+def test_missing_url_and_bad_bind_are_configuration_errors():
+    with pytest.raises(ConfigurationError, match='"url" .* is required'):
+        DatabaseSessionStore({}, CODEC)
+    with pytest.raises(ConfigurationError, match='"session.bind" must be a SQLAlchemy Engine'):
+        session_factory_from_settings({
+            'session.type': 'ext:database', 'session.secret': SECRET,
+            'session.bind': 'postgresql://nope'})
+
+
+def test_database_gone_raises_and_recovers(postgres_url, table_name):
+    url = sa.engine.make_url(postgres_url)
+    with TCPProxy(postgres_port(postgres_url)) as proxy:
+        proxied = url.set(port=proxy.port, password='hunter2',
+                          query={'connect_timeout': '3'})
+        store = DatabaseSessionStore({
+            'url': proxied.render_as_string(hide_password=False),
+            'table_name': table_name}, CODEC)
+        sid = new_id()
+        now = time.time()
+        store.save(sid, {'a': 1}, frozenset(), now, now, 600)
+        proxy.stop()
+        for call in (lambda: store.load(sid),
+                     lambda: store.save(sid, {'b': 2}, frozenset(), now, now, 600),
+                     lambda: store.touch(sid, now, 600),
+                     lambda: store.delete(sid),
+                     lambda: store.purge_expired(600)):
+            started = time.monotonic()
+            with pytest.raises(SessionBackendError) as info:
+                call()
+            assert time.monotonic() - started < 5
+            message = str(info.value)
+            assert 'database session store' in message
+            assert ':********@127.0.0.1:%d' % proxy.port in message
+            assert 'hunter2' not in message
+        proxy.start()  # same port: the same store works again
+        assert store.load(sid).data == {'a': 1}
+        store.save(sid, {'b': 2}, frozenset(), now, now, 600)
+        assert store.load(sid).data == {'a': 1, 'b': 2}
+        store.close()
+
+
+# -- cache regions ---------------------------------------------------------------
+
+def make_cache(url, table_name, namespace='ns', **options):
+    return beaker_cache.Cache(namespace, type='pyramid_beaker.database', url=url,
+                              secret=SECRET, table_name=table_name, **options)
+
+
+def test_beaker_cache_round_trip(postgres_url, engine, table_name):
+    cache = make_cache(postgres_url, table_name, expire=300)
+    manager = cache.namespace
+    assert isinstance(manager, DatabaseNamespaceManager)
+    cache.put('k', {'v': [1, 2]})
+    assert cache.get('k') == {'v': [1, 2]}
+    assert 'k' in cache
+    row = rows(engine, table_name)[entry_id('ns', 'k')]
+    assert row.namespace == 'ns' and bytes(row.data).startswith(b'PB1')
+    assert 299 < row.expires - row.stored <= 300
+    cache.put('k', 'again')  # an update, not a second row
+    assert cache.get('k') == 'again'
+    assert len(rows(engine, table_name)) == 1
+    # Beaker passes bytes keys, our decorator str keys: the same entry.
+    assert manager.get_entry('k')[2] == manager.get_entry(b'k')[2] == 'again'
+    cache.remove_value('k')
+    assert 'k' not in cache
+    with pytest.raises(KeyError):
+        cache.get('k')
+
+
+def test_cache_expiry_clear_and_namespaces(postgres_url, engine, table_name):
+    short = make_cache(postgres_url, table_name, namespace='a:b', expire=1)
+    other = make_cache(postgres_url, table_name, namespace='a')
+    short.put('c', 'short')
+    short.put('long key ' * 100, 'long')
+    other.put('b:c', 'other')
+    assert short.get('long key ' * 100) == 'long'
+    time.sleep(1.1)
+    assert short.namespace.get_entry('c') is None
+    assert other.get('b:c') == 'other'
+    short.clear()  # removes its own namespace only
+    assert len(rows(engine, table_name)) == 1
+    assert other.get('b:c') == 'other'
+
+
+def test_planted_pickle_in_the_cache_is_a_miss(postgres_url, engine, table_name, tmp_dir):
+    payload, marker = armed_pickle(tmp_dir)
+    cache = make_cache(postgres_url, table_name, expire=60)
+    cache.put('k', 'good')
+    with engine.begin() as conn:
+        conn.execute(sa.text('UPDATE %s SET data = :d' % table_name), {'d': payload})
+    assert 'k' not in cache
+    assert cache.get('k', createfunc=lambda: 'fresh') == 'fresh'
+    assert cache.get('k') == 'fresh'
+    assert not os.path.exists(marker)
+
+
+def test_get_with_createfunc_computes_once_across_threads(postgres_url, table_name):
+    cache = make_cache(postgres_url, table_name, expire=60)
+    calls = []
+    results = []
+
+    def create():
+        calls.append(1)
+        time.sleep(0.3)
+        return 'value'
+
+    assert run_together(8, lambda n: results.append(
+        cache.get('slow', createfunc=create))) == []
+    assert results == ['value'] * 8
+    assert len(calls) == 1
+
+
+def test_advisory_lock_is_held_by_the_server(postgres_url, engine):
+    number = 0x7EADBEEF00000000 + os.getpid()
+    mine = AdvisoryLock(engine, number, 1.0)
+    other_engine = sa.create_engine(postgres_url)  # as another process would
+    theirs = AdvisoryLock(other_engine, number, 1.0)
+    try:
+        assert mine.acquire(wait=False)
+        assert not theirs.acquire(wait=False)
+        started = time.monotonic()
+        assert not theirs.acquire(wait=True)  # gives up after lock_timeout
+        assert 0.9 < time.monotonic() - started < 3
+        mine.release()
+        assert theirs.acquire(wait=True)
+        assert not mine.acquire(wait=False)
+        theirs.release()
+        theirs.release()  # releasing twice is harmless
+        assert mine.acquire(wait=False)
+        mine.release()
+    finally:
+        other_engine.dispose()
+
+
+def test_cache_errors_reach_the_caller_and_recover(postgres_url, table_name):
+    url = sa.engine.make_url(postgres_url)
+    with TCPProxy(postgres_port(postgres_url)) as proxy:
+        proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+        cache = make_cache(proxied, table_name, expire=60)
+        cache.put('k', 1)
+        proxy.stop()
+        with pytest.raises(sa.exc.OperationalError):
+            cache.namespace.get_entry('k')
+        proxy.start()
+        assert cache.get('k') == 1
+        cache.put('k', 2)
+        assert cache.get('k') == 2
+
+
+# -- sessions through real apps ------------------------------------------------
+
+COOKIE = 'beaker.session.id'
+
+
+def http_get(url, cookie=None, timeout=10):
+    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
+    request = urllib.request.Request(url)
+    if cookie:
+        request.add_header('Cookie', cookie)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.loads(response.read())
+        set_cookie = response.headers.get('Set-Cookie')
+    return body, set_cookie.split(';')[0] if set_cookie else None
+
+
+def cookie_id(cookie):
+    """The session id in a cookie value or 'name=value' header."""
+    return cookie.rpartition('=')[2].partition('.')[0]
+
+
+def test_sessions_through_an_app(postgres_url, engine, table_name, tmp_dir, apps):
+    app = apps(type='ext:database', url=postgres_url, table_name=table_name)
+    assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
+    app.get('/mutate', {'op': 'del', 'key': 'a'})
+    sid = cookie_id(app.cookies[COOKIE])
+    assert CODEC.loads(bytes(rows(engine, table_name)[sid].data))['d'] == {'b': '2'}
+
+    other = apps(type='ext:database', url=postgres_url, table_name=table_name)
+    other.set_cookie(COOKIE, app.cookies[COOKIE])
+    assert other.get('/get').json['data'] == {'b': '2'}
+    app.get('/invalidate')
+    assert sid not in rows(engine, table_name)
+
+    app.get('/set', {'user': 'alice'})
+    payload, marker = armed_pickle(tmp_dir)
+    with engine.begin() as conn:
+        conn.execute(sa.text('UPDATE %s SET data = :d' % table_name), {'d': payload})
+    assert app.get('/get').json['data'] == {}  # a fresh session
+    assert not os.path.exists(marker)
+
+
+def test_app_processes_share_sessions_and_keep_concurrent_writes(postgres_url, table_name):
+    settings = {'session.type': 'ext:database', 'session.url': postgres_url,
+                'session.secret': SECRET, 'session.table_name': table_name}
+    writers = 16
+    with AppProcess(settings) as one, AppProcess(settings) as two:
+        _, cookie = http_get(one.url + '/set?key=a&value=1')
+        assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
+        http_get(two.url + '/set?key=b&value=2', cookie)
+        http_get(two.url + '/delete?key=a', cookie)
+        assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+
+        for attempt in range(3):
+            _, cookie = http_get(one.url + '/set?key=start&value=%d' % attempt)
+
+            def write(n):
+                server = one if n % 2 else two
+                http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
+
+            assert run_together(writers, write) == []
+            expected = {'k%d' % n: str(n) for n in range(writers)}
+            expected['start'] = str(attempt)
+            assert http_get(two.url + '/get', cookie)[0] == expected
+
+
+def test_app_with_the_database_unreachable(postgres_url, table_name, apps):
+    url = sa.engine.make_url(postgres_url)
+    with TCPProxy(postgres_port(postgres_url)) as proxy:
+        proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+        app = apps(type='ext:database', url=proxied, table_name=table_name)
+        app.get('/set', {'a': '1'})
+        proxy.stop()
+        assert app.get('/untouched').json == {'ok': True}  # no session access, no error
+        with pytest.raises(SessionBackendError, match='database session store'):
+            app.get('/get')
+        proxy.start()
+        assert app.get('/get').json['data'] == {'a': '1'}
+
+
+def test_sqlite_sessions_warn_about_lost_updates(tmp_dir):
+    url = 'sqlite:///' + os.path.join(tmp_dir, 'sessions.sqlite')
+    with pytest.warns(UserWarning, match='SQLite: it has no row locks'):
+        store = DatabaseSessionStore({'url': url}, CODEC)
+    now = time.time()
+    store.save('a' * 32, {'x': 1}, frozenset(), now, now, 600)
+    assert store.load('a' * 32).data == {'x': 1}
+    store.close()

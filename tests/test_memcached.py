@@ -1,0 +1,611 @@
+"""The ext:memcached backend against a real memcached.
+
+Most tests use the shared server (``memcached_url``) under a key prefix of
+their own and delete the items they wrote.  Fault tests run a private
+``memcached`` on a free port, which they kill and restart.
+"""
+import json
+import os
+import pickle
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+
+import pytest
+from beaker import cache as beaker_cache
+from pymemcache.client.base import Client
+from pymemcache.exceptions import MemcacheError
+from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import ISessionFactory
+
+from pyramid_beaker.codec import SignedCodec
+from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores.base import SessionBackendError
+from pyramid_beaker.stores.memcached import (
+    MAX_RELATIVE_TTL,
+    MemcachedLock,
+    MemcachedNamespaceManager,
+    MemcachedSessionStore,
+    close_shared_clients,
+    expire_time,
+    hashed_key,
+    make_client,
+)
+
+from .servers import AppProcess, free_port
+from .session_app import SECRET, make_app
+
+CODEC = SignedCodec('json', SECRET, 'session')
+
+
+class Trap:
+    """Unpickling this creates the file ``path``: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def armed_pickle(tmp_dir):
+    """Return (pickle bytes that create a marker file when loaded, marker path)."""
+    probe = os.path.join(tmp_dir, 'probe')
+    pickle.loads(pickle.dumps(Trap(probe))).close()
+    assert os.path.exists(probe)  # the trap works, so its absence means something
+    marker = os.path.join(tmp_dir, 'pwned')
+    return pickle.dumps(Trap(marker)), marker
+
+
+def server_address(url):
+    host, _, port = url.partition(':')
+    return host, int(port or 11211)
+
+
+def meta_get(url, key):
+    """Return (seconds to live, client flags, value) of an item, or None."""
+    def receive():
+        chunk = sock.recv(65536)
+        assert chunk, 'memcached closed the connection'
+        return chunk
+
+    with socket.create_connection(server_address(url), timeout=5) as sock:
+        sock.sendall(b'mg %s t f v\r\n' % key.encode())
+        reply = receive()
+        while b'\r\n' not in reply:
+            reply += receive()
+        header, body = reply.split(b'\r\n', 1)
+        if header == b'EN':
+            return None
+        size = int(header.split()[1])
+        while len(body) < size + 2:
+            body += receive()
+    ttl = int(re.search(rb' t(-?\d+)', header).group(1))
+    flags = int(re.search(rb' f(\d+)', header).group(1))
+    return ttl, flags, body[:size]
+
+
+class MemcachedServer:
+    """A memcached subprocess on a fixed loopback port, to kill and restart."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = '127.0.0.1:%d' % self.port
+        self.process = None
+
+    def start(self, timeout=10):
+        command = ['memcached', '-l', '127.0.0.1', '-p', str(self.port)]
+        if os.geteuid() == 0:
+            command += ['-u', 'root']  # memcached refuses to run as root otherwise
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(('127.0.0.1', self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError('memcached did not start on %d' % self.port)
+                time.sleep(0.02)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+@pytest.fixture(autouse=True)
+def close_clients():
+    """Close the cache namespaces' shared connections after each test."""
+    yield
+    close_shared_clients()
+
+
+@pytest.fixture
+def apps():
+    """Make WebTest apps (``session_app.make_app``); their stores are closed after."""
+    made = []
+
+    def make(**options):
+        made.append(make_app(**options))
+        return made[-1]
+
+    yield make
+    for app in made:
+        app.app.registry.getUtility(ISessionFactory).store.close()
+
+
+@pytest.fixture
+def prefix(memcached_url):
+    """A key prefix of this test's own."""
+    return 'pbtest:%s:' % uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def raw(memcached_url):
+    client = Client(server_address(memcached_url), timeout=5, connect_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def new_id(raw, prefix):
+    """Make session ids; their items are deleted after the test."""
+    made = []
+
+    def make():
+        made.append(uuid.uuid4().hex)
+        return made[-1]
+
+    yield make
+    for session_id in made:
+        raw.delete(prefix + session_id)
+
+
+@pytest.fixture
+def store(memcached_url, prefix):
+    store = MemcachedSessionStore({'url': memcached_url, 'key_prefix': prefix}, CODEC)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def private_memcached():
+    if shutil.which('memcached') is None:
+        if os.environ.get('CI'):
+            pytest.fail('memcached is not on PATH (CI is set: fault tests must run)')
+        pytest.skip('memcached is not on PATH')
+    with MemcachedServer() as server:
+        yield server
+
+
+# -- the session store ---------------------------------------------------------
+
+def test_module_attributes():
+    module = backend_module('ext:memcached')
+    assert module.SESSION_STORE is MemcachedSessionStore
+    assert module.NAMESPACE_MANAGER is MemcachedNamespaceManager
+    assert module.ENTRY_POINT == 'pyramid_beaker.memcached'
+    assert beaker_cache.clsmap['pyramid_beaker.memcached'] is MemcachedNamespaceManager
+    assert set(module.OPTIONS) == {'url', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+
+
+def test_round_trip_merge_and_delete(store, new_id, memcached_url, prefix):
+    sid = new_id()
+    assert store.load(sid) is None
+    store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), 100.0, 110.0, 600)
+    record = store.load(sid)
+    assert (record.data, record.created, record.accessed) == (
+        {'a': 1, 'b': [1, 2]}, 100.0, 110.0)
+
+    store.save(sid, {'c': 'é'}, frozenset({'a', 'missing'}), 200.0, 210.0, 600)
+    record = store.load(sid)
+    assert record.data == {'b': [1, 2], 'c': 'é'}
+    assert (record.created, record.accessed) == (100.0, 210.0)  # created is kept
+
+    ttl, flags, value = meta_get(memcached_url, prefix + sid)
+    assert 590 <= ttl <= 600
+    assert flags == 0  # raw bytes: no serializer flag, nothing pickled
+    assert value.startswith(b'PB1') and CODEC.loads(value)['d'] == record.data
+
+    store.delete(sid)
+    assert store.load(sid) is None
+    store.delete(sid)  # absent: no error
+
+
+def test_ttl_expires_and_touch_extends(store, new_id, memcached_url, prefix):
+    short, touched = new_id(), new_id()
+    for sid in (short, touched):
+        store.save(sid, {'k': sid}, frozenset(), 1.0, 1.0, 1)
+    store.touch(touched, 5.0, 60)
+    assert 55 <= meta_get(memcached_url, prefix + touched)[0] <= 60
+    time.sleep(2.1)
+    assert store.load(short) is None
+    record = store.load(touched)
+    assert (record.data, record.created, record.accessed) == ({'k': touched}, 1.0, 5.0)
+
+    store.touch(short, 9.0, 60)  # touching an absent session creates nothing
+    assert store.load(short) is None
+
+
+def test_ttl_over_30_days_is_sent_as_a_unix_time(store, new_id, memcached_url, prefix):
+    sid = new_id()
+    forty_days = 40 * 24 * 3600
+    store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, forty_days)
+    # Sent as a relative 40 days, memcached would read a 1970 date: gone at once.
+    assert store.load(sid).data == {'a': 1}
+    assert forty_days - 10 <= meta_get(memcached_url, prefix + sid)[0] <= forty_days + 1
+
+
+def test_expire_time():
+    assert expire_time(None) == 0
+    assert expire_time(0) == 0
+    assert expire_time(0.2) == 1
+    assert expire_time(59.5) == 60
+    assert expire_time(MAX_RELATIVE_TTL) == MAX_RELATIVE_TTL
+    absolute = expire_time(MAX_RELATIVE_TTL + 1)
+    assert abs(absolute - (time.time() + MAX_RELATIVE_TTL + 1)) < 5
+
+
+def test_concurrent_saves_to_one_session_all_survive(store, new_id, memcached_url, prefix):
+    other = MemcachedSessionStore({'url': memcached_url, 'key_prefix': prefix}, CODEC)
+    writers = 16
+    try:
+        for attempt in range(4):
+            sid = new_id()
+            store.save(sid, {'keep': attempt, 'drop': 1}, frozenset(), 1.0, 1.0, 60)
+            barrier = threading.Barrier(writers, timeout=10)
+            errors = []
+
+            def write(n):
+                try:
+                    barrier.wait()
+                    # Half the writers use a second store, as another process would.
+                    (store if n % 2 else other).save(
+                        sid, {'k%d' % n: n}, frozenset({'drop'}) if n == 3 else frozenset(),
+                        2.0, 2.0 + n, 60)
+                except Exception as exc:  # reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            assert not errors
+            assert not any(thread.is_alive() for thread in threads)
+            expected = {'k%d' % n: n for n in range(writers)}
+            expected['keep'] = attempt
+            record = store.load(sid)
+            assert record.data == expected
+            assert record.created == 1.0
+    finally:
+        other.close()
+
+
+def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
+    payload, marker = armed_pickle(tmp_dir)
+    forged = b'PB1' + b'\0' * 32 + b'p' + payload
+    other_secret = SignedCodec('pickle', 'another-secret', 'session').dumps(
+        {'d': {'evil': Trap(marker)}, 'c': 1.0, 'a': 1.0})
+    for flags in (0, 1):  # 1: python-memcached's "pickled" flag
+        for planted in (payload, forged, other_secret):
+            sid = new_id()
+            raw.set(prefix + sid, planted, expire=60, flags=flags)
+            assert store.load(sid) is None
+            assert not os.path.exists(marker)
+            # Saving over it starts a fresh record with the changed keys only.
+            store.save(sid, {'user': 'bob'}, frozenset(), 5.0, 5.0, 60)
+            assert store.load(sid).data == {'user': 'bob'}
+            assert not os.path.exists(marker)
+    sid = new_id()
+    raw.set(prefix + sid, payload, expire=60)
+    store.touch(sid, 9.0, 60)  # an unreadable record is not touched either
+    assert raw.get(prefix + sid) == payload
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.parametrize('url, message', [
+    (None, '"url" is required'),
+    ('', '"url" is required'),
+    ('127.0.0.1:1;127.0.0.1:2', 'one memcached server'),
+    ('127.0.0.1:abc', 'must be host:port'),
+])
+def test_bad_urls_are_configuration_errors(url, message):
+    with pytest.raises(ConfigurationError, match=message):
+        MemcachedSessionStore({'url': url}, CODEC)
+
+
+def test_bad_key_prefix_names_the_setting():
+    from pyramid_beaker.session import session_factory_from_settings
+
+    with pytest.raises(ConfigurationError, match='"session.key_prefix" must be'):
+        session_factory_from_settings({
+            'session.type': 'ext:memcached', 'session.url': '127.0.0.1:11211',
+            'session.secret': SECRET, 'session.key_prefix': 'has space'})
+
+
+def test_server_gone_raises_and_recovers(private_memcached):
+    store = MemcachedSessionStore(
+        {'url': private_memcached.url, 'socket_timeout': 2}, CODEC)
+    sid = uuid.uuid4().hex
+    store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, 60)
+    private_memcached.stop()
+    for call in (lambda: store.load(sid),
+                 lambda: store.save(sid, {'b': 2}, frozenset(), 1.0, 1.0, 60),
+                 lambda: store.touch(sid, 1.0, 60),
+                 lambda: store.delete(sid)):
+        started = time.monotonic()
+        with pytest.raises(SessionBackendError) as info:
+            call()
+        assert time.monotonic() - started < 3
+        assert 'memcached' in str(info.value)
+        assert private_memcached.url in str(info.value)
+    private_memcached.start()  # same port, empty
+    assert store.load(sid) is None
+    store.save(sid, {'b': 2}, frozenset(), 1.0, 1.0, 60)
+    assert store.load(sid).data == {'b': 2}
+    store.close()
+
+
+def test_a_restart_does_not_fail_requests_on_dead_pooled_connections(private_memcached):
+    store = MemcachedSessionStore({'url': private_memcached.url}, CODEC)
+    barrier = threading.Barrier(8, timeout=10)
+
+    def save(n):
+        barrier.wait()
+        store.save('%032x' % n, {'n': n}, frozenset(), 1.0, 1.0, 60)
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(store.client.client_pool.free) > 1  # several idle connections
+    private_memcached.stop()
+    private_memcached.start()
+    for n in range(8):  # every idle connection is dead; no call fails for it
+        assert store.load('%032x' % n) is None
+        store.save('%032x' % n, {'n': n}, frozenset(), 1.0, 1.0, 60)
+    assert store.load('%032x' % 7).data == {'n': 7}
+    store.close()
+
+
+# -- cache regions ---------------------------------------------------------------
+
+def make_cache(url, prefix, namespace='ns', **options):
+    return beaker_cache.Cache(namespace, type='pyramid_beaker.memcached', url=url,
+                              secret=SECRET, key_prefix=prefix, **options)
+
+
+def test_beaker_cache_round_trip(memcached_url, prefix, raw):
+    cache = make_cache(memcached_url, prefix, expire=300)
+    manager = cache.namespace
+    assert isinstance(manager, MemcachedNamespaceManager)
+    cache.put('k', {'v': [1, 2]})
+    assert cache.get('k') == {'v': [1, 2]}
+    assert 'k' in cache
+    key = hashed_key(prefix, 'ns', 'k')
+    ttl, flags, value = meta_get(memcached_url, key)
+    assert 290 <= ttl <= 300 and flags == 0 and value.startswith(b'PB1')
+    # Beaker passes bytes keys, our decorator str keys: the same entry.
+    assert manager.get_entry('k')[2] == manager.get_entry(b'k')[2] == {'v': [1, 2]}
+    cache.remove_value('k')
+    assert 'k' not in cache
+    assert raw.get(key) is None
+    with pytest.raises(KeyError):
+        cache.get('k')
+
+
+def test_keys_of_any_shape_are_hashed_and_kept_apart(memcached_url, prefix):
+    cache = make_cache(memcached_url, prefix, namespace='a:b', expire=60)
+    other = make_cache(memcached_url, prefix, namespace='a', expire=60)
+    awkward = ['with space', 'x' * 1000, 'tab\tnew\nline', 'ünï', 'c']
+    for n, key in enumerate(awkward):
+        cache.put(key, n)
+    other.put('b:c', 'other')
+    assert [cache.get(key) for key in awkward] == list(range(len(awkward)))
+    assert other.get('b:c') == 'other'
+    for key in awkward:
+        name = hashed_key(prefix, 'a:b', key)
+        assert len(name) <= 250 and ' ' not in name
+        cache.remove_value(key)
+    other.remove_value('b:c')
+
+
+def test_entries_expire_with_the_region(memcached_url, prefix):
+    cache = make_cache(memcached_url, prefix, expire=1)
+    cache.put('k', 'v')
+    assert cache.get('k') == 'v'
+    time.sleep(2.1)
+    assert cache.namespace.get_entry('k') is None  # memcached dropped it
+
+
+def test_planted_pickle_in_the_cache_is_a_miss(memcached_url, prefix, raw, tmp_dir):
+    payload, marker = armed_pickle(tmp_dir)
+    cache = make_cache(memcached_url, prefix, expire=60)
+    key = hashed_key(prefix, 'ns', 'k')
+    raw.set(key, payload, expire=60, flags=1)
+    assert 'k' not in cache
+    assert cache.get('k', createfunc=lambda: 'fresh') == 'fresh'
+    assert not os.path.exists(marker)
+    assert cache.get('k') == 'fresh'
+    cache.remove_value('k')
+
+
+def test_get_with_createfunc_computes_once_across_threads(memcached_url, prefix):
+    cache = make_cache(memcached_url, prefix, expire=60)
+    calls = []
+    barrier = threading.Barrier(8, timeout=10)
+    results = []
+
+    def create():
+        calls.append(1)
+        time.sleep(0.3)
+        return 'value'
+
+    def read():
+        barrier.wait()
+        results.append(cache.get('slow', createfunc=create))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == ['value'] * 8
+    assert len(calls) == 1
+    cache.remove_value('slow')
+
+
+def test_creation_lock_is_shared_through_the_server(memcached_url, prefix, raw, request):
+    name = prefix + 'lock-test'
+    # Two clients, as two processes would have.
+    mine = MemcachedLock(make_client(memcached_url), name, 2)
+    theirs = MemcachedLock(make_client(memcached_url), name, 2)
+    request.addfinalizer(mine.client.close)
+    request.addfinalizer(theirs.client.close)
+    assert mine.acquire(wait=False)
+    assert not theirs.acquire(wait=False)
+    started = time.monotonic()
+    assert theirs.acquire(wait=True)  # the held lock expires after 2 s
+    assert 0.9 < time.monotonic() - started < 4
+    mine.release()  # expired and now held by theirs: not deleted
+    assert raw.get(name) == theirs.token
+    theirs.release()
+    assert raw.get(name) is None
+    assert mine.acquire(wait=False)
+    mine.release()
+
+
+def test_remove_whole_namespace_is_refused(memcached_url, prefix):
+    cache = make_cache(memcached_url, prefix)
+    with pytest.raises(NotImplementedError, match='expire by their TTL'):
+        cache.clear()
+
+
+def test_cache_errors_reach_the_caller_and_recover(private_memcached):
+    cache = make_cache(private_memcached.url, 'p:', expire=60, socket_timeout=2)
+    cache.put('k', 1)
+    private_memcached.stop()
+    with pytest.raises((OSError, MemcacheError)):
+        cache.namespace.get_entry('k')
+    private_memcached.start()
+    assert cache.namespace.get_entry('k') is None
+    cache.put('k', 2)
+    assert cache.get('k') == 2
+
+
+# -- sessions through real apps ------------------------------------------------
+
+COOKIE = 'beaker.session.id'
+
+
+def http_get(url, cookie=None, timeout=10):
+    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
+    request = urllib.request.Request(url)
+    if cookie:
+        request.add_header('Cookie', cookie)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = json.loads(response.read())
+        set_cookie = response.headers.get('Set-Cookie')
+    return body, set_cookie.split(';')[0] if set_cookie else None
+
+
+def cookie_id(cookie):
+    """The session id in a cookie value or 'name=value' header."""
+    return cookie.rpartition('=')[2].partition('.')[0]
+
+
+def test_sessions_through_an_app(memcached_url, prefix, raw, tmp_dir, apps):
+    app = apps(type='ext:memcached', url=memcached_url, key_prefix=prefix)
+    assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
+    app.get('/mutate', {'op': 'del', 'key': 'a'})
+    key = prefix + cookie_id(app.cookies[COOKIE])
+    assert CODEC.loads(raw.get(key))['d'] == {'b': '2'}
+
+    other = apps(type='ext:memcached', url=memcached_url, key_prefix=prefix)
+    other.set_cookie(COOKIE, app.cookies[COOKIE])
+    assert other.get('/get').json['data'] == {'b': '2'}
+
+    app.get('/invalidate')
+    assert raw.get(key) is None
+
+    app.get('/set', {'user': 'alice'})
+    key = prefix + cookie_id(app.cookies[COOKIE])
+    payload, marker = armed_pickle(tmp_dir)
+    raw.set(key, payload, expire=60, flags=1)
+    assert app.get('/get').json['data'] == {}  # a fresh session
+    assert not os.path.exists(marker)
+    raw.delete(key)
+
+
+def test_app_processes_share_sessions_and_keep_concurrent_writes(memcached_url, prefix, raw):
+    settings = {'session.type': 'ext:memcached', 'session.url': memcached_url,
+                'session.secret': SECRET, 'session.key_prefix': prefix}
+    writers = 16
+    cookies = []
+    try:
+        with AppProcess(settings) as one, AppProcess(settings) as two:
+            _, cookie = http_get(one.url + '/set?key=a&value=1')
+            cookies.append(cookie)
+            assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
+            http_get(two.url + '/set?key=b&value=2', cookie)
+            http_get(two.url + '/delete?key=a', cookie)
+            assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+
+            for attempt in range(3):
+                _, cookie = http_get(one.url + '/set?key=start&value=%d' % attempt)
+                cookies.append(cookie)
+                barrier = threading.Barrier(writers, timeout=10)
+                errors = []
+
+                def write(n):
+                    try:
+                        barrier.wait()
+                        server = one if n % 2 else two
+                        http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
+                    except Exception as exc:  # reported below
+                        errors.append(exc)
+
+                threads = [threading.Thread(target=write, args=(n,))
+                           for n in range(writers)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(timeout=30)
+                assert not errors
+                assert not any(thread.is_alive() for thread in threads)
+                expected = {'k%d' % n: str(n) for n in range(writers)}
+                expected['start'] = str(attempt)
+                assert http_get(two.url + '/get', cookie)[0] == expected
+    finally:
+        for cookie in cookies:
+            raw.delete(prefix + cookie_id(cookie))
+
+
+def test_app_with_the_server_down(private_memcached, apps):
+    app = apps(type='ext:memcached', url=private_memcached.url)
+    app.get('/set', {'a': '1'})
+    private_memcached.stop()
+    assert app.get('/untouched').json == {'ok': True}  # no session access, no error
+    with pytest.raises(SessionBackendError, match=private_memcached.url):
+        app.get('/get')
+    private_memcached.start()
+    assert app.get('/get').json['data'] == {}  # the restarted server is empty
+    app.get('/set', {'b': '2'})
+    assert app.get('/get').json['data'] == {'b': '2'}
