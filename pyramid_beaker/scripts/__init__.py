@@ -1,0 +1,1 @@
+"""Command-line tools of pyramid_beaker (see :mod:`.pbeaker`)."""
