@@ -18,6 +18,7 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import IRoutesMapper
 from pyramid.response import Response
 from pyramid.threadlocal import get_current_registry
+from pyramid.threadlocal import manager as threadlocals
 from webob import Response as WebObResponse
 
 from .cache import get_region
@@ -29,6 +30,9 @@ log = logging.getLogger('pyramid_beaker')
 _BINDINGS = 'pyramid_beaker_cached_functions'
 #: Storage types that live in this process: their entries are kept per app.
 PROCESS_LOCAL_TYPES = frozenset(('pyramid_beaker.memory', 'memory'))
+#: Types whose ``get_entry`` drops entries older than their stored expiry.
+#: With per-app namespaces, that is this app's ``expire``: no need to check.
+SELF_EXPIRING_TYPES = frozenset(('pyramid_beaker.memory',))
 #: A binding logs backend errors at most this often (seconds).
 WARN_INTERVAL = 60.0
 VIEW_METHODS = frozenset(('GET', 'HEAD'))
@@ -94,6 +98,9 @@ class Binding:
         self.region = region
         self.namespace = namespace
         self.expire = region.expire
+        #: False when nothing can be stale on read (see SELF_EXPIRING_TYPES).
+        self.check_age = (region.expire is not None and
+                          region.options.get('type') not in SELF_EXPIRING_TYPES)
         self.enabled = region.enabled
         self.key_length = region.key_length
         manager = region.namespace_manager(namespace)
@@ -118,7 +125,7 @@ class Binding:
         The expiry stored in the entry only serves the storage (as a TTL):
         each app judges freshness by its own configuration.
         """
-        return self.expire is None or time.time() - entry[0] < self.expire
+        return not self.check_age or time.time() - entry[0] < self.expire
 
     def read(self, key):
         """Return the fresh entry for ``key``, None on a miss or a failed read."""
@@ -229,9 +236,8 @@ class _Cached:
         return NOT_STORED
 
     def where(self):
-        code = getattr(self.func, '__code__', None)
-        if code is None:
-            return self.name
+        """The function's name, file and line, for error messages."""
+        code = self.func.__code__
         return '%s (%s, line %d)' % (self.name, code.co_filename, code.co_firstlineno)
 
     # -- functions ----------------------------------------------------------
@@ -409,8 +415,11 @@ class cached_region:
         for a known user (a key that is not None).
 
     A function whose parameters are exactly ``(request)`` or
-    ``(context, request)`` is cached as a view; any other is keyed by its
-    arguments (see :mod:`pyramid_beaker.keys`).  The function is bound by
+    ``(context, request)`` is cached as a view, and so is a method taking
+    only ``self`` on an object with a ``request`` attribute (a class-based
+    view).  Any other function is keyed by its arguments (see
+    :mod:`pyramid_beaker.keys`); methods by the class of ``self``/``cls``.
+    Put ``@classmethod`` and ``@staticmethod`` above ``@cached_region``.  The function is bound by
     ``config.scan()`` (which needs ``config.include('pyramid_beaker')``
     first) or :func:`add_cached_function`; where no app bound it, it runs
     uncached and logs one warning.
@@ -466,7 +475,7 @@ class cached_region:
                 % cached.name)
         if shape != 'view' and shape != 'context view':
             cached.key = KeyMaker(wrapped, self.ignore, owner=shape != 'function').key
-        wrapper = _WRAPPERS[shape](cached)
+        wrapper = (_view_wrapper if cached.view else _function_wrapper)(cached)
         functools.wraps(wrapped)(wrapper)
         wrapper.__cached_region__ = cached
         wrapper.region = self.region
@@ -490,17 +499,18 @@ class cached_region:
 
 
 def _function_wrapper(cached):
-    func = cached.func
-    now = time.time
+    func, key_of, now = cached.func, cached.key, time.time
 
     def cached_function(*args, **kw):
-        # The hit path, kept flat: it is what a cached call costs.
-        binding = getattr(get_current_registry(), _BINDINGS, _NO_BINDINGS).get(cached)
+        # The hit path, kept flat: it is what a cached call costs.  The
+        # registry is looked up as get_current_registry() does, minus a call.
+        registry = threadlocals.get()['registry']
+        binding = getattr(registry, _BINDINGS, _NO_BINDINGS).get(cached)
         if binding is None or not binding.enabled:
             if binding is None:
                 cached.unbound()
             return func(*args, **kw)
-        key = cached.key(args, kw)
+        key = key_of(args, kw)
         if len(key) > binding.key_length:
             key = fit(key, binding.key_length)
         try:
@@ -508,10 +518,9 @@ def _function_wrapper(cached):
         except Exception as exc:
             binding.warn('read', exc)
             return func(*args, **kw)
-        if entry is not None:
-            expire = binding.expire
-            if expire is None or now() - entry[0] < expire:
-                return entry[2]
+        if entry is not None and (not binding.check_age
+                                  or now() - entry[0] < binding.expire):
+            return entry[2]
         return cached.create(binding, key, args, kw)
 
     def invalidate(*args, **kw):
@@ -534,75 +543,41 @@ def _function_wrapper(cached):
 
 
 def _view_wrapper(cached):
-    def cached_view(request):
-        return cached.call_view((request,), request)
+    """Views ``(request)`` and ``(context, request)``, and view methods ``(self)``.
 
-    def invalidate(request):
+    A view method uses ``self.request``; on an object without one it is
+    cached as a plain method, keyed by its class.
+    """
+    as_method = _function_wrapper(cached) if cached.key is not None else None
+
+    def request_of(args):
+        return getattr(args[0], 'request', None) if as_method else args[-1]
+
+    def cached_view(*args):
+        request = request_of(args)
+        if request is None:
+            return as_method(*args)
+        return cached.call_view(args, request)
+
+    def invalidate(*args):
         """Drop the entry of this request in the current app's region."""
+        request = request_of(args)
+        if request is None:
+            return as_method.invalidate(*args)
         _invalidate_view(cached, request)
 
-    def refresh(request):
-        """Run the view again for this request and store its result."""
-        return cached.call_view((request,), request, force=True)
+    def refresh(*args):
+        """Run the view again for this request, store and return its result."""
+        request = request_of(args)
+        if request is None:
+            return as_method.refresh(*args)
+        return cached.call_view(args, request, force=True)
 
+    # Pyramid reads the parameters to call (request) or (context, request).
+    cached_view.__signature__ = inspect.signature(cached.func)
     cached_view.invalidate = invalidate
     cached_view.refresh = refresh
     return cached_view
-
-
-def _context_view_wrapper(cached):
-    def cached_view(context, request):
-        return cached.call_view((context, request), request)
-
-    def invalidate(context, request):
-        """Drop the entry of this request in the current app's region."""
-        _invalidate_view(cached, request)
-
-    def refresh(context, request):
-        """Run the view again for this request and store its result."""
-        return cached.call_view((context, request), request, force=True)
-
-    cached_view.invalidate = invalidate
-    cached_view.refresh = refresh
-    return cached_view
-
-
-def _view_method_wrapper(cached):
-    """``method(self)``: a view of ``self.request`` if there is one, else by class."""
-    as_function = _function_wrapper(cached)
-
-    def cached_method(self):
-        request = getattr(self, 'request', None)
-        if request is None:
-            return as_function(self)
-        return cached.call_view((self,), request)
-
-    def invalidate(self):
-        """Drop the entry of ``self`` (of ``self.request``) in the current app."""
-        request = getattr(self, 'request', None)
-        if request is None:
-            return as_function.invalidate(self)
-        _invalidate_view(cached, request)
-
-    def refresh(self):
-        """Compute the value for ``self`` (``self.request``) again and store it."""
-        request = getattr(self, 'request', None)
-        if request is None:
-            return as_function.refresh(self)
-        return cached.call_view((self,), request, force=True)
-
-    cached_method.invalidate = invalidate
-    cached_method.refresh = refresh
-    return cached_method
-
-
-_WRAPPERS = {
-    'function': _function_wrapper,
-    'method': _function_wrapper,
-    'view': _view_wrapper,
-    'context view': _context_view_wrapper,
-    'view method': _view_method_wrapper,
-}
 
 
 def _invalidate_view(cached, request):

@@ -160,8 +160,12 @@ def test_long_keys_are_hashed(config):
     assert stored[0].startswith('#') and len(stored[0]) == 65
 
 
-def test_entries_expire_after_the_region_expire(config):
-    config.add_settings(settings('main', cache__short_term__expire='1'))
+@pytest.mark.parametrize('storage', ['memory', 'file'])
+def test_entries_expire_after_the_region_expire(config, tmp_dir, storage):
+    config.add_settings(settings('main', cache__short_term__expire='1',
+                                 cache__short_term__type=storage,
+                                 cache__short_term__data_dir=tmp_dir,
+                                 cache__short_term__secret='expiry-secret-0123'))
     include(config)
     config.scan(SERVICES)
     config.commit()

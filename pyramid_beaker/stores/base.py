@@ -169,6 +169,5 @@ class BaseNamespaceManager(NamespaceManager):
         self._delete(key)
 
 
-def now():
-    """Wall-clock seconds; one place so stores and sessions agree."""
-    return time.time()
+#: Wall-clock seconds; one name so stores, sessions and caches agree.
+now = time.time
