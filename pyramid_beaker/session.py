@@ -317,6 +317,10 @@ class BeakerSession:
         """Save every key at the end of the request (after in-place changes)."""
         self._changed.update(self._d)
 
+    def save(self):
+        """Beaker's name for :meth:`changed`, kept for code written for 0.9."""
+        self.changed()
+
     def invalidate(self):
         """Delete the stored session now and start a new, empty one."""
         self._d

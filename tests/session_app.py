@@ -55,6 +55,8 @@ def mutate(request):
         session[key].append(params['value'])
         if params.get('changed'):
             session.changed()
+        elif params.get('save'):  # Beaker's spelling
+            session.save()
     return dict(_data(request), result=result)
 
 

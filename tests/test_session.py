@@ -397,3 +397,9 @@ def test_purge_expired_keeps_live_file_sessions(tmp_dir):
     assert calls[-1] == (2, 2)
     assert len(session_files(tmp_dir)) == 1
     assert live.get('/get').json['data'] == {'live': '1'}
+
+
+def test_save_is_changed_for_code_written_for_beaker(app):
+    app.get('/flash', {'msg': 'first', 'queue': 'q'})
+    app.get('/mutate', {'op': 'append', 'key': '_f_q', 'value': 'kept', 'save': '1'})
+    assert app.get('/peek', {'queue': 'q'}).json['messages'] == ['first', 'kept']
