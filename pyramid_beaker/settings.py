@@ -568,3 +568,13 @@ def _beaker_type_name(store_type, module, label):
         raise ConfigurationError(
             '"%s" = %s cannot be used: %s' % (label, store_type, found))
     return name
+
+
+# -- backend options -------------------------------------------------------------
+
+def as_timeout(value, label):
+    """Coerce an optional number of seconds greater than 0, fractions allowed."""
+    number = as_float(value, label)
+    if number == 0:
+        _fail(label, value, 'a number of seconds greater than 0')
+    return number

@@ -4,6 +4,7 @@
 (no persistence); ``stop()`` kills it and ``start()`` brings it back, empty,
 on the same port, so clients configured with ``url`` reconnect by
 themselves.  ``pause()`` freezes it, to make clients time out.
+``MemcachedServer()`` does the same with ``memcached``.
 
 ``CommandLog(port)`` watches a Redis server through ``MONITOR`` and returns
 the commands run since the previous call, so tests can count commands and
@@ -22,13 +23,18 @@ import pytest
 from .servers import free_port
 
 
-def require_redis_server():
-    """Skip (fail under CI) when ``redis-server`` is not on PATH."""
-    if shutil.which('redis-server') is None:
-        message = 'redis-server is not on PATH'
+def require_program(name):
+    """Skip (fail under CI) when the program ``name`` is not on PATH."""
+    if shutil.which(name) is None:
+        message = '%s is not on PATH' % name
         if os.environ.get('CI'):
             pytest.fail(message + ' (CI is set: fault tests must run)')
         pytest.skip(message)
+
+
+def require_redis_server():
+    """Skip (fail under CI) when ``redis-server`` is not on PATH."""
+    require_program('redis-server')
 
 
 def _ping(port, timeout=0.5):
@@ -40,24 +46,47 @@ def _ping(port, timeout=0.5):
         return False
 
 
-class RedisServer:
-    """A redis-server subprocess on a fixed loopback port; ``url`` uses db 0."""
+def accepts(port, host='127.0.0.1', timeout=0.5):
+    """True when ``host:port`` accepts a TCP connection."""
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """A server subprocess on a fixed loopback port, to kill and restart.
+
+    Subclasses give the ``program`` name, its :meth:`command`, a
+    :meth:`ready` check and ``url_format``, which makes ``url`` (what
+    clients are configured with) from the port.
+    """
+
+    program = None
+    url_format = None
 
     def __init__(self, port=None):
         self.port = port or free_port()
-        self.url = 'redis://127.0.0.1:%d/0' % self.port
+        self.url = self.url_format % self.port
         self.process = None
+
+    def command(self):
+        """The command line that runs the server on ``self.port``."""
+        raise NotImplementedError
+
+    def ready(self):
+        """True once the server answers."""
+        raise NotImplementedError
 
     def start(self, timeout=10):
         self.process = subprocess.Popen(
-            ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1',
-             '--save', '', '--appendonly', 'no', '--daemonize', 'no'],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while not _ping(self.port):
+        while not self.ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError('redis-server did not start on %d' % self.port)
+                raise RuntimeError('%s did not start on %d' % (self.program, self.port))
             time.sleep(0.02)
         return self
 
@@ -80,6 +109,44 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class RedisServer(ServerProcess):
+    """A redis-server subprocess on a fixed loopback port; ``url`` uses db 0."""
+
+    program = 'redis-server'
+    url_format = 'redis://127.0.0.1:%d/0'
+
+    def command(self):
+        return ['redis-server', '--port', str(self.port), '--bind', '127.0.0.1',
+                '--save', '', '--appendonly', 'no', '--daemonize', 'no']
+
+    def ready(self):
+        return _ping(self.port)
+
+
+class MemcachedServer(ServerProcess):
+    """A memcached subprocess on a fixed loopback port; ``url`` is host:port."""
+
+    program = 'memcached'
+    url_format = '127.0.0.1:%d'
+
+    def command(self):
+        command = ['memcached', '-l', '127.0.0.1', '-p', str(self.port)]
+        if os.geteuid() == 0:
+            command += ['-u', 'root']  # memcached refuses to run as root otherwise
+        return command
+
+    def ready(self):
+        return accepts(self.port)
+
+
+def running(server_class):
+    """Yield a started ``server_class()``, stopped afterwards (for fixtures);
+    skip (fail under CI) when its program is not on PATH."""
+    require_program(server_class.program)
+    with server_class() as server:
+        yield server
 
 
 _LINE = re.compile(r'^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"')

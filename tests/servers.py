@@ -3,7 +3,8 @@
 ``AppProcess(settings)`` starts ``tests/serve_app.py`` under waitress on a
 free loopback port and stops it on exit.  The app it serves is
 ``tests.serve_app.make_app``: a few session and cache views driven by the
-given settings.
+given settings.  Other scripts can be served the same way: see
+:class:`AppProcess`.
 """
 import json
 import os
@@ -22,29 +23,48 @@ def free_port():
         return sock.getsockname()[1]
 
 
-class AppProcess:
-    """Context manager running one app process; ``url`` is its base URL."""
+class AppExited(RuntimeError):
+    """The app process ended before it answered; ``output`` is what it printed."""
 
-    def __init__(self, settings, port=None, startup_timeout=15):
+    def __init__(self, output):
+        super().__init__('app process exited:\n' + output)
+        self.output = output
+
+
+class AppProcess:
+    """Context manager running one app process; ``url`` is its base URL.
+
+    The process runs ``python SCRIPT [ARGS...] PORT SETTINGS_JSON``: by
+    default ``tests/serve_app.py`` without extra arguments, polled on
+    ``/ping`` until it answers.  ``script``, ``args`` and ``ready_path``
+    serve another app the same way.  An app that exits while starting
+    raises :class:`AppExited`.
+    """
+
+    def __init__(self, settings, port=None, startup_timeout=15, script=None, args=(),
+                 ready_path='/ping'):
         self.settings = settings
         self.port = port or free_port()
         self.url = 'http://127.0.0.1:%d' % self.port
         self.startup_timeout = startup_timeout
+        self.script = script or os.path.join(HERE, 'serve_app.py')
+        self.args = [str(arg) for arg in args]
+        self.ready_path = ready_path
         self.process = None
 
     def __enter__(self):
         env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, 'serve_app.py'),
+            [sys.executable, self.script, *self.args,
              str(self.port), json.dumps(self.settings)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 output = self.process.stdout.read().decode(errors='replace')
-                raise RuntimeError('app process exited:\n' + output)
+                raise AppExited(output)
             try:
-                urllib.request.urlopen(self.url + '/ping', timeout=1).read()
+                urllib.request.urlopen(self.url + self.ready_path, timeout=1).read()
                 return self
             except OSError:
                 time.sleep(0.05)

@@ -4,21 +4,15 @@ Every test works in tables of its own (unique names, dropped afterwards).
 Fault tests reach PostgreSQL through a TCPProxy that they cut and restore:
 the machine's PostgreSQL itself is never stopped.
 """
-import json
 import os
-import pickle
-import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
 import sqlalchemy as sa
 from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
-from pyramid.interfaces import ISessionFactory
 
-from pyramid_beaker.codec import SignedCodec
 from pyramid_beaker.session import session_factory_from_settings
 from pyramid_beaker.stores import backend_module
 from pyramid_beaker.stores.base import SessionBackendError
@@ -30,34 +24,26 @@ from pyramid_beaker.stores.database import (
     entry_id,
 )
 
+from .helpers import (
+    CODEC,
+    COOKIE,
+    app_maker,
+    armed_pickle,
+    compute_together,
+    cookie_id,
+    http_get,
+    new_id,
+    planted_payloads,
+    run_together,
+    session_settings,
+    share_a_session,
+    signed_cache,
+    write_concurrently,
+    written,
+)
 from .servers import AppProcess
-from .session_app import SECRET, make_app
+from .session_app import SECRET
 from .tcp_proxy import TCPProxy
-
-CODEC = SignedCodec('json', SECRET, 'session')
-
-
-class Trap:
-    """Unpickling this creates the file ``path``: proof that code ran."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-def armed_pickle(tmp_dir):
-    """Return (pickle bytes that create a marker file when loaded, marker path)."""
-    probe = os.path.join(tmp_dir, 'probe')
-    pickle.loads(pickle.dumps(Trap(probe))).close()
-    assert os.path.exists(probe)  # the trap works, so its absence means something
-    marker = os.path.join(tmp_dir, 'pwned')
-    return pickle.dumps(Trap(marker)), marker
-
-
-def new_id():
-    return uuid.uuid4().hex
 
 
 @pytest.fixture(autouse=True)
@@ -70,15 +56,8 @@ def dispose_engines():
 @pytest.fixture
 def apps():
     """Make WebTest apps (``session_app.make_app``); their stores are closed after."""
-    made = []
-
-    def make(**options):
-        made.append(make_app(**options))
-        return made[-1]
-
-    yield make
-    for app in made:
-        app.app.registry.getUtility(ISessionFactory).store.close()
+    with app_maker() as make:
+        yield make
 
 
 @pytest.fixture
@@ -187,27 +166,6 @@ def test_purge_expired_keeps_live_sessions(store, engine, table_name):
     assert store.purge_expired(100, now) == 0
 
 
-def run_together(count, target):
-    """Run ``target(n)`` in ``count`` threads released at once; return errors."""
-    barrier = threading.Barrier(count, timeout=10)
-    errors = []
-
-    def run(n):
-        try:
-            barrier.wait()
-            target(n)
-        except Exception as exc:  # reported by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    return errors
-
-
 def test_concurrent_saves_to_one_session_all_survive(store, postgres_url, table_name):
     other = DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
     writers = 16
@@ -248,11 +206,8 @@ def test_stores_racing_to_create_the_table_all_succeed(postgres_url, table_name)
 
 
 def test_planted_pickles_are_never_loaded(store, engine, table_name, tmp_dir):
-    payload, marker = armed_pickle(tmp_dir)
-    forged = b'PB1' + b'\0' * 32 + b'p' + payload
-    other_secret = SignedCodec('pickle', 'another-secret', 'session').dumps(
-        {'d': {'evil': Trap(marker)}, 'c': 1.0, 'a': 1.0})
-    for planted in (payload, forged, other_secret):
+    payloads, marker = planted_payloads(tmp_dir)
+    for planted in payloads:
         sid = new_id()
         now = time.time()
         store.save(sid, {'user': 'alice'}, frozenset(), now, now, 600)
@@ -355,8 +310,8 @@ def test_database_gone_raises_and_recovers(postgres_url, table_name):
 # -- cache regions ---------------------------------------------------------------
 
 def make_cache(url, table_name, namespace='ns', **options):
-    return beaker_cache.Cache(namespace, type='pyramid_beaker.database', url=url,
-                              secret=SECRET, table_name=table_name, **options)
+    return signed_cache('pyramid_beaker.database', namespace, url=url, table_name=table_name,
+                        **options)
 
 
 def test_beaker_cache_round_trip(postgres_url, engine, table_name):
@@ -409,18 +364,10 @@ def test_planted_pickle_in_the_cache_is_a_miss(postgres_url, engine, table_name,
 
 def test_get_with_createfunc_computes_once_across_threads(postgres_url, table_name):
     cache = make_cache(postgres_url, table_name, expire=60)
-    calls = []
-    results = []
-
-    def create():
-        calls.append(1)
-        time.sleep(0.3)
-        return 'value'
-
-    assert run_together(8, lambda n: results.append(
-        cache.get('slow', createfunc=create))) == []
+    results, calls, errors = compute_together([cache] * 8, 'slow', 0.3)
+    assert errors == []
     assert results == ['value'] * 8
-    assert len(calls) == 1
+    assert calls == 1
 
 
 def test_advisory_lock_is_held_by_the_server(postgres_url, engine):
@@ -462,25 +409,6 @@ def test_cache_errors_reach_the_caller_and_recover(postgres_url, table_name):
 
 # -- sessions through real apps ------------------------------------------------
 
-COOKIE = 'beaker.session.id'
-
-
-def http_get(url, cookie=None, timeout=10):
-    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
-    request = urllib.request.Request(url)
-    if cookie:
-        request.add_header('Cookie', cookie)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-        set_cookie = response.headers.get('Set-Cookie')
-    return body, set_cookie.split(';')[0] if set_cookie else None
-
-
-def cookie_id(cookie):
-    """The session id in a cookie value or 'name=value' header."""
-    return cookie.rpartition('=')[2].partition('.')[0]
-
-
 def test_sessions_through_an_app(postgres_url, engine, table_name, tmp_dir, apps):
     app = apps(type='ext:database', url=postgres_url, table_name=table_name)
     assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
@@ -503,27 +431,17 @@ def test_sessions_through_an_app(postgres_url, engine, table_name, tmp_dir, apps
 
 
 def test_app_processes_share_sessions_and_keep_concurrent_writes(postgres_url, table_name):
-    settings = {'session.type': 'ext:database', 'session.url': postgres_url,
-                'session.secret': SECRET, 'session.table_name': table_name}
+    settings = session_settings('ext:database', url=postgres_url, table_name=table_name)
     writers = 16
     with AppProcess(settings) as one, AppProcess(settings) as two:
-        _, cookie = http_get(one.url + '/set?key=a&value=1')
-        assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
-        http_get(two.url + '/set?key=b&value=2', cookie)
-        http_get(two.url + '/delete?key=a', cookie)
-        assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+        _, first, last = share_a_session(one, two)
+        assert first == {'a': '1'}
+        assert last == {'b': '2'}
 
         for attempt in range(3):
             _, cookie = http_get(one.url + '/set?key=start&value=%d' % attempt)
-
-            def write(n):
-                server = one if n % 2 else two
-                http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
-
-            assert run_together(writers, write) == []
-            expected = {'k%d' % n: str(n) for n in range(writers)}
-            expected['start'] = str(attempt)
-            assert http_get(two.url + '/get', cookie)[0] == expected
+            assert write_concurrently((two, one), cookie, writers) == []
+            assert http_get(two.url + '/get', cookie)[0] == written(writers, start=attempt)
 
 
 def test_app_with_the_database_unreachable(postgres_url, table_name, apps):

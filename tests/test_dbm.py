@@ -1,53 +1,39 @@
 """The dbm backend: sessions and cache regions in dbm files of a temporary directory."""
 import dbm
-import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-import uuid
 
 import pytest
 from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_beaker.codec import SignedCodec
 from pyramid_beaker.stores import backend_module
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.dbm import DBMNamespaceManager, DBMSessionStore
 
+from .helpers import (
+    CODEC,
+    COOKIE,
+    armed_pickle,
+    compute_together,
+    cookie_id,
+    http_get,
+    new_id,
+    planted_payloads,
+    run_together,
+    session_settings,
+    share_a_session,
+    signed_cache,
+    write_concurrently,
+    written,
+)
 from .servers import AppProcess
 from .session_app import SECRET, make_app
 
-CODEC = SignedCodec('json', SECRET, 'session')
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class Trap:
-    """Unpickling this creates the file ``path``: proof that code ran."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-def armed_pickle(tmp_dir):
-    """Return (pickle bytes that create a marker file when loaded, marker path)."""
-    probe = os.path.join(tmp_dir, 'probe')
-    pickle.loads(pickle.dumps(Trap(probe))).close()
-    assert os.path.exists(probe)  # the trap works, so its absence means something
-    marker = os.path.join(tmp_dir, 'pwned')
-    return pickle.dumps(Trap(marker)), marker
-
-
-def new_id():
-    return uuid.uuid4().hex
 
 
 @pytest.fixture
@@ -58,27 +44,6 @@ def data_dir(tmp_dir):
 @pytest.fixture
 def store(data_dir):
     return DBMSessionStore({'data_dir': data_dir}, CODEC)
-
-
-def run_together(count, target):
-    """Run ``target(n)`` in ``count`` threads released at once; return errors."""
-    barrier = threading.Barrier(count, timeout=10)
-    errors = []
-
-    def run(n):
-        try:
-            barrier.wait()
-            target(n)
-        except Exception as exc:  # reported by the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    return errors
 
 
 # -- the session store ---------------------------------------------------------
@@ -207,12 +172,9 @@ def test_concurrent_processes_all_keep_their_keys(store, data_dir):
 
 
 def test_planted_pickles_are_never_loaded(store, data_dir, tmp_dir):
-    payload, marker = armed_pickle(tmp_dir)
-    forged = b'PB1' + b'\0' * 32 + b'p' + payload
-    other_secret = SignedCodec('pickle', 'another-secret', 'session').dumps(
-        {'d': {'evil': Trap(marker)}, 'c': 1.0, 'a': 1.0})
+    payloads, marker = planted_payloads(tmp_dir)
     header = b'\0' * 8 + b'\x7f\xf0' + b'\0' * 6  # accessed 0, expires +inf
-    for planted in (payload, header + payload, header + forged, header + other_secret):
+    for planted in payloads[:1] + [header + value for value in payloads]:
         sid, now = new_id(), time.time()
         store.save(sid, {'user': 'alice'}, frozenset(), now, now, 600)
         with dbm.open(os.path.join(data_dir, 'sessions'), 'w') as db:
@@ -247,8 +209,7 @@ def test_file_errors_raise_and_recover(store, data_dir):
 # -- cache regions ---------------------------------------------------------------
 
 def make_cache(data_dir, namespace='ns', **options):
-    return beaker_cache.Cache(namespace, type='pyramid_beaker.dbm', data_dir=data_dir,
-                              secret=SECRET, **options)
+    return signed_cache('pyramid_beaker.dbm', namespace, data_dir=data_dir, **options)
 
 
 def test_beaker_cache_round_trip(data_dir):
@@ -309,36 +270,14 @@ def test_planted_pickle_in_the_cache_is_a_miss(data_dir, tmp_dir):
 def test_get_with_createfunc_computes_once_across_threads(data_dir, tmp_dir):
     lock_dir = os.path.join(tmp_dir, 'locks')
     cache = make_cache(data_dir, expire=60, lock_dir=lock_dir)
-    calls = []
-    results = []
-
-    def create():
-        calls.append(1)
-        time.sleep(0.3)
-        return 'value'
-
-    assert run_together(8, lambda n: results.append(
-        cache.get('slow', createfunc=create))) == []
+    results, calls, errors = compute_together([cache] * 8, 'slow', 0.3)
+    assert errors == []
     assert results == ['value'] * 8
-    assert len(calls) == 1
+    assert calls == 1
     assert os.listdir(lock_dir)  # the creation lock is a file lock there
 
 
 # -- sessions through real apps ------------------------------------------------
-
-COOKIE = 'beaker.session.id'
-
-
-def http_get(url, cookie=None, timeout=10):
-    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
-    request = urllib.request.Request(url)
-    if cookie:
-        request.add_header('Cookie', cookie)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-        set_cookie = response.headers.get('Set-Cookie')
-    return body, set_cookie.split(';')[0] if set_cookie else None
-
 
 def test_sessions_through_an_app(data_dir, tmp_dir):
     app = make_app(type='dbm', data_dir=data_dir)
@@ -347,13 +286,13 @@ def test_sessions_through_an_app(data_dir, tmp_dir):
     other = make_app(type='dbm', data_dir=data_dir)
     other.set_cookie(COOKIE, app.cookies[COOKIE])
     assert other.get('/get').json['data'] == {'b': '2'}
-    sid = app.cookies[COOKIE].partition('.')[0]
+    sid = cookie_id(app.cookies[COOKIE])
     app.get('/invalidate')
     with dbm.open(os.path.join(data_dir, 'sessions'), 'r') as db:
         assert sid not in db
 
     app.get('/set', {'user': 'alice'})
-    sid = app.cookies[COOKIE].partition('.')[0]
+    sid = cookie_id(app.cookies[COOKIE])
     payload, marker = armed_pickle(tmp_dir)
     with dbm.open(os.path.join(data_dir, 'sessions'), 'w') as db:
         db[sid] = payload
@@ -362,27 +301,17 @@ def test_sessions_through_an_app(data_dir, tmp_dir):
 
 
 def test_app_processes_share_sessions_and_keep_concurrent_writes(data_dir):
-    settings = {'session.type': 'dbm', 'session.data_dir': data_dir,
-                'session.secret': SECRET}
+    settings = session_settings('dbm', data_dir=data_dir)
     writers = 16
     with AppProcess(settings) as one, AppProcess(settings) as two:
-        _, cookie = http_get(one.url + '/set?key=a&value=1')
-        assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
-        http_get(two.url + '/set?key=b&value=2', cookie)
-        http_get(two.url + '/delete?key=a', cookie)
-        assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+        _, first, last = share_a_session(one, two)
+        assert first == {'a': '1'}
+        assert last == {'b': '2'}
 
         for attempt in range(3):
             _, cookie = http_get(one.url + '/set?key=start&value=%d' % attempt)
-
-            def write(n):
-                server = one if n % 2 else two
-                http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
-
-            assert run_together(writers, write) == []
-            expected = {'k%d' % n: str(n) for n in range(writers)}
-            expected['start'] = str(attempt)
-            assert http_get(two.url + '/get', cookie)[0] == expected
+            assert write_concurrently((two, one), cookie, writers) == []
+            assert http_get(two.url + '/get', cookie)[0] == written(writers, start=attempt)
 
 
 def test_creation_lock_is_one_file_lock_for_str_and_bytes_keys(data_dir, tmp_dir):

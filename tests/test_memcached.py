@@ -4,16 +4,10 @@ Most tests use the shared server (``memcached_url``) under a key prefix of
 their own and delete the items they wrote.  Fault tests run a private
 ``memcached`` on a free port, which they kill and restart.
 """
-import json
 import os
-import pickle
 import re
-import shutil
 import socket
-import subprocess
-import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -21,9 +15,7 @@ from beaker import cache as beaker_cache
 from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheError
 from pyramid.exceptions import ConfigurationError
-from pyramid.interfaces import ISessionFactory
 
-from pyramid_beaker.codec import SignedCodec
 from pyramid_beaker.stores import backend_module
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.memcached import (
@@ -37,29 +29,25 @@ from pyramid_beaker.stores.memcached import (
     make_client,
 )
 
-from .servers import AppProcess, free_port
-from .session_app import SECRET, make_app
-
-CODEC = SignedCodec('json', SECRET, 'session')
-
-
-class Trap:
-    """Unpickling this creates the file ``path``: proof that code ran."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-def armed_pickle(tmp_dir):
-    """Return (pickle bytes that create a marker file when loaded, marker path)."""
-    probe = os.path.join(tmp_dir, 'probe')
-    pickle.loads(pickle.dumps(Trap(probe))).close()
-    assert os.path.exists(probe)  # the trap works, so its absence means something
-    marker = os.path.join(tmp_dir, 'pwned')
-    return pickle.dumps(Trap(marker)), marker
+from .backend_faults import MemcachedServer, running
+from .helpers import (
+    CODEC,
+    COOKIE,
+    app_maker,
+    armed_pickle,
+    compute_together,
+    cookie_id,
+    http_get,
+    planted_payloads,
+    run_together,
+    session_settings,
+    share_a_session,
+    signed_cache,
+    write_concurrently,
+    written,
+)
+from .servers import AppProcess
+from .session_app import SECRET
 
 
 def server_address(url):
@@ -90,44 +78,6 @@ def meta_get(url, key):
     return ttl, flags, body[:size]
 
 
-class MemcachedServer:
-    """A memcached subprocess on a fixed loopback port, to kill and restart."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.url = '127.0.0.1:%d' % self.port
-        self.process = None
-
-    def start(self, timeout=10):
-        command = ['memcached', '-l', '127.0.0.1', '-p', str(self.port)]
-        if os.geteuid() == 0:
-            command += ['-u', 'root']  # memcached refuses to run as root otherwise
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                socket.create_connection(('127.0.0.1', self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError('memcached did not start on %d' % self.port)
-                time.sleep(0.02)
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
 @pytest.fixture(autouse=True)
 def close_clients():
     """Close the cache namespaces' shared connections after each test."""
@@ -138,15 +88,8 @@ def close_clients():
 @pytest.fixture
 def apps():
     """Make WebTest apps (``session_app.make_app``); their stores are closed after."""
-    made = []
-
-    def make(**options):
-        made.append(make_app(**options))
-        return made[-1]
-
-    yield make
-    for app in made:
-        app.app.registry.getUtility(ISessionFactory).store.close()
+    with app_maker() as make:
+        yield make
 
 
 @pytest.fixture
@@ -185,12 +128,8 @@ def store(memcached_url, prefix):
 
 @pytest.fixture
 def private_memcached():
-    if shutil.which('memcached') is None:
-        if os.environ.get('CI'):
-            pytest.fail('memcached is not on PATH (CI is set: fault tests must run)')
-        pytest.skip('memcached is not on PATH')
-    with MemcachedServer() as server:
-        yield server
+    """A memcached of this test's own, free to kill and restart."""
+    yield from running(MemcachedServer)
 
 
 # -- the session store ---------------------------------------------------------
@@ -268,26 +207,14 @@ def test_concurrent_saves_to_one_session_all_survive(store, new_id, memcached_ur
         for attempt in range(4):
             sid = new_id()
             store.save(sid, {'keep': attempt, 'drop': 1}, frozenset(), 1.0, 1.0, 60)
-            barrier = threading.Barrier(writers, timeout=10)
-            errors = []
 
             def write(n):
-                try:
-                    barrier.wait()
-                    # Half the writers use a second store, as another process would.
-                    (store if n % 2 else other).save(
-                        sid, {'k%d' % n: n}, frozenset({'drop'}) if n == 3 else frozenset(),
-                        2.0, 2.0 + n, 60)
-                except Exception as exc:  # reported below
-                    errors.append(exc)
+                # Half the writers use a second store, as another process would.
+                (store if n % 2 else other).save(
+                    sid, {'k%d' % n: n}, frozenset({'drop'}) if n == 3 else frozenset(),
+                    2.0, 2.0 + n, 60)
 
-            threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=30)
-            assert not errors
-            assert not any(thread.is_alive() for thread in threads)
+            assert run_together(writers, write, join_timeout=30) == []
             expected = {'k%d' % n: n for n in range(writers)}
             expected['keep'] = attempt
             record = store.load(sid)
@@ -298,12 +225,10 @@ def test_concurrent_saves_to_one_session_all_survive(store, new_id, memcached_ur
 
 
 def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
-    payload, marker = armed_pickle(tmp_dir)
-    forged = b'PB1' + b'\0' * 32 + b'p' + payload
-    other_secret = SignedCodec('pickle', 'another-secret', 'session').dumps(
-        {'d': {'evil': Trap(marker)}, 'c': 1.0, 'a': 1.0})
+    payloads, marker = planted_payloads(tmp_dir)
+    payload = payloads[0]
     for flags in (0, 1):  # 1: python-memcached's "pickled" flag
-        for planted in (payload, forged, other_secret):
+        for planted in payloads:
             sid = new_id()
             raw.set(prefix + sid, planted, expire=60, flags=flags)
             assert store.load(sid) is None
@@ -364,17 +289,8 @@ def test_server_gone_raises_and_recovers(private_memcached):
 
 def test_a_restart_does_not_fail_requests_on_dead_pooled_connections(private_memcached):
     store = MemcachedSessionStore({'url': private_memcached.url}, CODEC)
-    barrier = threading.Barrier(8, timeout=10)
-
-    def save(n):
-        barrier.wait()
-        store.save('%032x' % n, {'n': n}, frozenset(), 1.0, 1.0, 60)
-
-    threads = [threading.Thread(target=save, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    assert run_together(8, lambda n: store.save(
+        '%032x' % n, {'n': n}, frozenset(), 1.0, 1.0, 60), join_timeout=30) == []
     assert len(store.client.client_pool.free) > 1  # several idle connections
     private_memcached.stop()
     private_memcached.start()
@@ -388,8 +304,8 @@ def test_a_restart_does_not_fail_requests_on_dead_pooled_connections(private_mem
 # -- cache regions ---------------------------------------------------------------
 
 def make_cache(url, prefix, namespace='ns', **options):
-    return beaker_cache.Cache(namespace, type='pyramid_beaker.memcached', url=url,
-                              secret=SECRET, key_prefix=prefix, **options)
+    return signed_cache('pyramid_beaker.memcached', namespace, url=url, key_prefix=prefix,
+                        **options)
 
 
 def test_beaker_cache_round_trip(memcached_url, prefix, raw):
@@ -449,26 +365,10 @@ def test_planted_pickle_in_the_cache_is_a_miss(memcached_url, prefix, raw, tmp_d
 
 def test_get_with_createfunc_computes_once_across_threads(memcached_url, prefix):
     cache = make_cache(memcached_url, prefix, expire=60)
-    calls = []
-    barrier = threading.Barrier(8, timeout=10)
-    results = []
-
-    def create():
-        calls.append(1)
-        time.sleep(0.3)
-        return 'value'
-
-    def read():
-        barrier.wait()
-        results.append(cache.get('slow', createfunc=create))
-
-    threads = [threading.Thread(target=read) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, calls, errors = compute_together([cache] * 8, 'slow', 0.3, join_timeout=30)
+    assert errors == []
     assert results == ['value'] * 8
-    assert len(calls) == 1
+    assert calls == 1
     cache.remove_value('slow')
 
 
@@ -512,25 +412,6 @@ def test_cache_errors_reach_the_caller_and_recover(private_memcached):
 
 # -- sessions through real apps ------------------------------------------------
 
-COOKIE = 'beaker.session.id'
-
-
-def http_get(url, cookie=None, timeout=10):
-    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
-    request = urllib.request.Request(url)
-    if cookie:
-        request.add_header('Cookie', cookie)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-        set_cookie = response.headers.get('Set-Cookie')
-    return body, set_cookie.split(';')[0] if set_cookie else None
-
-
-def cookie_id(cookie):
-    """The session id in a cookie value or 'name=value' header."""
-    return cookie.rpartition('=')[2].partition('.')[0]
-
-
 def test_sessions_through_an_app(memcached_url, prefix, raw, tmp_dir, apps):
     app = apps(type='ext:memcached', url=memcached_url, key_prefix=prefix)
     assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
@@ -555,44 +436,22 @@ def test_sessions_through_an_app(memcached_url, prefix, raw, tmp_dir, apps):
 
 
 def test_app_processes_share_sessions_and_keep_concurrent_writes(memcached_url, prefix, raw):
-    settings = {'session.type': 'ext:memcached', 'session.url': memcached_url,
-                'session.secret': SECRET, 'session.key_prefix': prefix}
+    settings = session_settings('ext:memcached', url=memcached_url, key_prefix=prefix)
     writers = 16
     cookies = []
     try:
         with AppProcess(settings) as one, AppProcess(settings) as two:
-            _, cookie = http_get(one.url + '/set?key=a&value=1')
+            cookie, first, last = share_a_session(one, two)
             cookies.append(cookie)
-            assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
-            http_get(two.url + '/set?key=b&value=2', cookie)
-            http_get(two.url + '/delete?key=a', cookie)
-            assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+            assert first == {'a': '1'}
+            assert last == {'b': '2'}
 
             for attempt in range(3):
                 _, cookie = http_get(one.url + '/set?key=start&value=%d' % attempt)
                 cookies.append(cookie)
-                barrier = threading.Barrier(writers, timeout=10)
-                errors = []
-
-                def write(n):
-                    try:
-                        barrier.wait()
-                        server = one if n % 2 else two
-                        http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
-                    except Exception as exc:  # reported below
-                        errors.append(exc)
-
-                threads = [threading.Thread(target=write, args=(n,))
-                           for n in range(writers)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join(timeout=30)
-                assert not errors
-                assert not any(thread.is_alive() for thread in threads)
-                expected = {'k%d' % n: str(n) for n in range(writers)}
-                expected['start'] = str(attempt)
-                assert http_get(two.url + '/get', cookie)[0] == expected
+                errors = write_concurrently((two, one), cookie, writers, join_timeout=30)
+                assert errors == []
+                assert http_get(two.url + '/get', cookie)[0] == written(writers, start=attempt)
     finally:
         for cookie in cookies:
             raw.delete(prefix + cookie_id(cookie))

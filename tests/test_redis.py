@@ -4,12 +4,10 @@ Most tests use the shared server (``redis_url``, db 15) under a key prefix
 of their own and delete their keys afterwards.  Tests that count commands
 or break the server run a private ``redis-server`` (tests/backend_faults.py).
 """
-import json
 import os
 import pickle
 import threading
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -18,7 +16,6 @@ from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
 
 from pyramid_beaker import set_cache_regions_from_settings
-from pyramid_beaker.codec import SignedCodec
 from pyramid_beaker.session import (
     DEFAULT_MAX_IDLE,
     BeakerSessionFactoryConfig,
@@ -29,14 +26,26 @@ from pyramid_beaker.stores import backend_module
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, make_client
 
-from .backend_faults import CommandLog, RedisServer, names, require_redis_server, round_trips
+from .backend_faults import CommandLog, RedisServer, names, round_trips, running
+from .helpers import (
+    CODEC,
+    COOKIE,
+    compute_together,
+    cookie_id,
+    http_get,
+    new_id,
+    planted_payloads,
+    session_settings,
+    share_a_session,
+    signed_cache,
+    write_concurrently,
+    written,
+)
 from .servers import AppProcess
 from .session_app import SECRET, make_app
 
-COOKIE = 'beaker.session.id'
-
-
 # -- fixtures and helpers -----------------------------------------------------
+
 
 @pytest.fixture
 def prefix(redis_url):
@@ -59,62 +68,33 @@ def client(redis_url):
 @pytest.fixture
 def private_redis():
     """A redis-server of this test's own, free to count commands on or kill."""
-    require_redis_server()
-    with RedisServer() as server:
-        yield server
+    yield from running(RedisServer)
 
 
 @pytest.fixture
 def store(redis_url, prefix):
-    store = RedisSessionStore(
-        {'url': redis_url, 'key_prefix': prefix},
-        SignedCodec('json', SECRET, 'session'))
+    store = RedisSessionStore({'url': redis_url, 'key_prefix': prefix}, CODEC)
     yield store
     store.close()
 
 
-def session_id():
-    return uuid.uuid4().hex
-
-
 def session_key(prefix, app_or_cookie):
-    """The Redis key of the session whose signed id is in ``app_or_cookie``."""
+    """The Redis key of the session whose signed id is in ``app_or_cookie``
+    (an app, a cookie value or a 'name=value' header)."""
     cookie = app_or_cookie
     if not isinstance(cookie, str):
         cookie = app_or_cookie.cookies[COOKIE]
-    return '%ssession:%s' % (prefix, cookie.split('.')[0])
+    return '%ssession:%s' % (prefix, cookie_id(cookie))
 
 
 def redis_app(url, prefix, **options):
     return make_app(type='ext:redis', url=url, key_prefix=prefix, **options)
 
 
-class Trap:
-    """Unpickling this creates the file ``path``: proof that code ran."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, 'w'))
-
-
-def trap_payloads(tmp_dir):
-    """A raw pickle and one in a forged envelope, both armed; and the marker path."""
-    marker = os.path.join(tmp_dir, 'pwned')
-    raw = pickle.dumps(Trap(marker))
-    # Prove the trap works, so that "marker absent" below means something.
-    probe = os.path.join(tmp_dir, 'probe')
-    pickle.loads(pickle.dumps(Trap(probe))).close()
-    assert os.path.exists(probe)
-    forged = b'PB1' + b'\0' * 32 + b'p' + raw
-    return marker, [raw, forged]
-
-
 # -- the session store on its own -------------------------------------------
 
 def test_store_layout_merge_and_ttl(store, client, prefix):
-    sid = session_id()
+    sid = new_id()
     assert store.load(sid) is None
     store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), 100.0, 100.5, 600)
     key = '%ssession:%s' % (prefix, sid)
@@ -138,7 +118,7 @@ def test_store_layout_merge_and_ttl(store, client, prefix):
 
 
 def test_store_same_key_last_writer_wins(store):
-    sid = session_id()
+    sid = new_id()
     store.save(sid, {'k': 'first', 'other': 1}, frozenset(), 1.0, 1.0, 60)
     store.save(sid, {'k': 'second'}, frozenset(), 1.0, 2.0, 60)
     assert store.load(sid).data == {'k': 'second', 'other': 1}
@@ -147,7 +127,7 @@ def test_store_same_key_last_writer_wins(store):
 def test_store_save_after_expiry_keeps_only_changed_keys(store):
     """Documented: a record that expired between load and save comes back
     with only the keys that request changed."""
-    sid = session_id()
+    sid = new_id()
     store.save(sid, {'a': 1, 'b': 2}, frozenset(), 10.0, 10.0, 60)
     store.delete(sid)  # what expiry does
     store.save(sid, {'b': 3}, frozenset(), 10.0, 20.0, 60)
@@ -157,7 +137,7 @@ def test_store_save_after_expiry_keeps_only_changed_keys(store):
 
 
 def test_store_expires_with_the_server_ttl(store):
-    sid = session_id()
+    sid = new_id()
     store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, 1)
     assert store.load(sid) is not None
     time.sleep(1.2)
@@ -165,7 +145,7 @@ def test_store_expires_with_the_server_ttl(store):
 
 
 def test_touch_of_a_vanished_session_leaves_an_empty_record(store, client, prefix):
-    sid = session_id()
+    sid = new_id()
     store.touch(sid, 5.0, 60)
     record = store.load(sid)
     assert record.data == {}
@@ -186,7 +166,7 @@ def test_purge_expired_is_left_to_redis(store):
     {b'm:created': b'soon'},
 ])
 def test_one_bad_field_drops_the_whole_record(store, client, prefix, plant):
-    sid = session_id()
+    sid = new_id()
     store.save(sid, {'a': 'good', 'b': 'good'}, frozenset(), 1.0, 1.0, 60)
     key = '%ssession:%s' % (prefix, sid)
     good = client.hget(key, 'k:b')
@@ -196,7 +176,7 @@ def test_one_bad_field_drops_the_whole_record(store, client, prefix, plant):
 
 
 def test_a_non_hash_under_the_session_key_reads_as_absent(store, client, prefix):
-    sid = session_id()
+    sid = new_id()
     client.set('%ssession:%s' % (prefix, sid), pickle.dumps({'a': 1}))
     assert store.load(sid) is None
     store.save(sid, {'a': 2}, frozenset(), 1.0, 1.0, 60)
@@ -284,7 +264,7 @@ def test_every_session_key_has_a_ttl(redis_url, prefix, client):
 
 
 def test_planted_pickles_in_a_session_never_run(redis_url, prefix, client, tmp_dir):
-    marker, payloads = trap_payloads(tmp_dir)
+    payloads, marker = planted_payloads(tmp_dir, other_secret=False)
     for payload in payloads:
         app = redis_app(redis_url, prefix)
         app.get('/set', {'user': 'alice'})
@@ -390,29 +370,15 @@ def test_backend_error_masks_the_password(private_redis):
 # -- sessions across app processes ---------------------------------------------
 
 def app_settings(redis_url, prefix):
-    return {'session.type': 'ext:redis', 'session.url': redis_url,
-            'session.secret': SECRET, 'session.key_prefix': prefix}
-
-
-def http_get(url, cookie=None, timeout=10):
-    """GET ``url``; return (JSON body, session cookie 'name=value' or None)."""
-    request = urllib.request.Request(url)
-    if cookie:
-        request.add_header('Cookie', cookie)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = json.loads(response.read())
-        set_cookie = response.headers.get('Set-Cookie')
-    return body, set_cookie.split(';')[0] if set_cookie else None
+    return session_settings('ext:redis', url=redis_url, key_prefix=prefix)
 
 
 def test_two_app_processes_share_a_session(redis_url, prefix):
     settings = app_settings(redis_url, prefix)
     with AppProcess(settings) as one, AppProcess(settings) as two:
-        _, cookie = http_get(one.url + '/set?key=a&value=1')
-        assert http_get(two.url + '/get', cookie)[0] == {'a': '1'}
-        http_get(two.url + '/set?key=b&value=2', cookie)
-        http_get(two.url + '/delete?key=a', cookie)
-        assert http_get(one.url + '/get', cookie)[0] == {'b': '2'}
+        _, first, last = share_a_session(one, two)
+        assert first == {'a': '1'}
+        assert last == {'b': '2'}
 
 
 def test_concurrent_writers_all_keep_their_key(redis_url, prefix, client):
@@ -420,36 +386,17 @@ def test_concurrent_writers_all_keep_their_key(redis_url, prefix, client):
     with AppProcess(app_settings(redis_url, prefix)) as server:
         for attempt in range(3):
             _, cookie = http_get(server.url + '/set?key=start&value=%d' % attempt)
-            barrier = threading.Barrier(writers, timeout=10)
-            errors = []
-
-            def write(n):
-                try:
-                    barrier.wait()
-                    http_get(server.url + '/set?key=k%d&value=%d' % (n, n), cookie)
-                except Exception as exc:  # reported below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=30)
-            assert not errors
-            assert not any(thread.is_alive() for thread in threads)
+            assert write_concurrently((server,), cookie, writers, join_timeout=30) == []
             data = http_get(server.url + '/get', cookie)[0]
-            expected = {'k%d' % n: str(n) for n in range(writers)}
-            expected['start'] = str(attempt)
-            assert data == expected
-            assert client.ttl(session_key(prefix, cookie.split('=', 1)[1])) > 0
+            assert data == written(writers, start=attempt)
+            assert client.ttl(session_key(prefix, cookie)) > 0
 
 
 # -- cache regions -------------------------------------------------------------
 
 def make_cache(redis_url, prefix, namespace='ns', **options):
-    return beaker_cache.Cache(
-        namespace, type='pyramid_beaker.redis', url=redis_url, secret=SECRET,
-        key_prefix=prefix, **options)
+    return signed_cache('pyramid_beaker.redis', namespace, url=redis_url, key_prefix=prefix,
+                        **options)
 
 
 def test_beaker_cache_uses_the_backend(redis_url, prefix, client):
@@ -539,7 +486,7 @@ def test_beaker_cache_region_uses_the_backend(redis_url, prefix, client):
 
 
 def test_planted_pickle_in_the_cache_is_a_miss(redis_url, prefix, client, tmp_dir):
-    marker, payloads = trap_payloads(tmp_dir)
+    payloads, marker = planted_payloads(tmp_dir, other_secret=False)
     cache = make_cache(redis_url, prefix)
     for payload in payloads:
         client.set(prefix + 'cache:ns:k', payload)
@@ -584,27 +531,11 @@ def test_waiting_acquire_returns_when_the_holder_releases(redis_url, prefix):
 
 
 def test_concurrent_misses_compute_once(redis_url, prefix):
-    calls = []
-    results = []
-
-    def create():
-        calls.append(1)
-        time.sleep(0.2)
-        return 'value'
-
-    def reader():
-        cache = make_cache(redis_url, prefix, namespace='dog', expire=60)
-        barrier.wait()
-        results.append(cache.get('k', createfunc=create))
-
-    barrier = threading.Barrier(8, timeout=10)
-    threads = [threading.Thread(target=reader) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    caches = [make_cache(redis_url, prefix, namespace='dog', expire=60) for _ in range(8)]
+    results, calls, errors = compute_together(caches, 'k', 0.2, join_timeout=30)
+    assert errors == []
     assert results == ['value'] * 8
-    assert len(calls) == 1
+    assert calls == 1
 
 
 def test_cache_round_trips(private_redis):

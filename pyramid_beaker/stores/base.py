@@ -7,6 +7,7 @@ interface for cache regions; ours sign what they store (see ``codec``).
 """
 import collections
 import logging
+import secrets
 import time
 
 from beaker.container import NamespaceManager
@@ -171,3 +172,53 @@ class BaseNamespaceManager(NamespaceManager):
 
 #: Wall-clock seconds; one name so stores, sessions and caches agree.
 now = time.time
+
+
+class TokenLock:
+    """Base of cross-process creation locks held by a random token on a server.
+
+    :meth:`acquire` polls :meth:`_try_acquire`, sleeping between tries from
+    ``first_delay``, doubling up to ``max_delay``.  With ``wait=True`` it
+    gives up after ``timeout`` seconds (subclasses make the lock expire
+    after as long, so a crashed holder blocks others no longer) and returns
+    False; with ``wait=False`` it tries once.  :meth:`release` hands the
+    token to :meth:`_release`, which must free the lock only if the server
+    still holds that token.  The interface is Beaker's synchronizer's.
+    """
+
+    first_delay = 0.005
+    max_delay = 0.1
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self.token = None
+
+    def _try_acquire(self, token):
+        """Take the lock for ``token`` if it is free; return a bool."""
+        raise NotImplementedError
+
+    def _release(self, token):
+        """Free the lock if ``token`` still holds it."""
+        raise NotImplementedError
+
+    def acquire(self, wait=True):
+        """Take the lock; with ``wait=False`` only try once.  Return a bool."""
+        token = secrets.token_hex(16).encode()
+        deadline = time.monotonic() + (self.timeout if wait else 0)
+        delay = self.first_delay
+        while not self._try_acquire(token):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_delay)
+        self.token = token
+        return True
+
+    def release(self):
+        """Release the lock if this object holds it (again: no effect)."""
+        token, self.token = self.token, None
+        if token is not None:
+            self._release(token)
+
+    acquire_write_lock = acquire
+    release_write_lock = release

@@ -22,7 +22,7 @@ from beaker.synchronization import NameLock
 from pyramid.exceptions import ConfigurationError
 from sqlalchemy import exc as sa_exc
 
-from ..settings import as_bool, as_float, as_str, mask_url
+from ..settings import as_bool, as_str, as_timeout, mask_url
 from .base import (
     BaseNamespaceManager,
     SessionBackendError,
@@ -50,15 +50,6 @@ def as_engine(value, label):
 def as_engine_option(value, label):
     """``sa.*`` options go to :func:`sqlalchemy.engine_from_config` as given."""
     return value
-
-
-def as_timeout(value, label):
-    """Coerce an optional number of seconds greater than 0."""
-    number = as_float(value, label)
-    if number == 0:
-        raise ConfigurationError(
-            '"%s" must be a number of seconds greater than 0, not %r' % (label, value))
-    return number
 
 
 OPTIONS = {
@@ -128,28 +119,27 @@ def create_table(engine, table):
             raise
 
 
-def session_table(name, schema):
-    """The sessions table: id, signed data and the times used for expiry."""
+def _table(name, schema, nullable=(), **columns):
+    """A table with metadata of its own: the primary key ``id``, then
+    ``columns`` (column name: type, in order), NOT NULL unless in ``nullable``."""
     return sa.Table(
         name, sa.MetaData(),
         sa.Column('id', sa.String(64), primary_key=True),
-        sa.Column('data', sa.LargeBinary, nullable=False),
-        sa.Column('created', sa.Double, nullable=False),
-        sa.Column('accessed', sa.Double, nullable=False),
-        sa.Column('expires', sa.Double, nullable=False),
+        *(sa.Column(column, kind, nullable=column in nullable)
+          for column, kind in columns.items()),
         schema=schema)
+
+
+def session_table(name, schema):
+    """The sessions table: id, signed data and the times used for expiry."""
+    return _table(name, schema, data=sa.LargeBinary, created=sa.Double,
+                  accessed=sa.Double, expires=sa.Double)
 
 
 def cache_table(name, schema):
     """The cache table: a digest of (namespace, key), signed entry, expiry."""
-    return sa.Table(
-        name, sa.MetaData(),
-        sa.Column('id', sa.String(64), primary_key=True),
-        sa.Column('namespace', sa.Text, nullable=False),
-        sa.Column('data', sa.LargeBinary, nullable=False),
-        sa.Column('stored', sa.Double, nullable=False),
-        sa.Column('expires', sa.Double, nullable=True),
-        schema=schema)
+    return _table(name, schema, nullable=('expires',), namespace=sa.Text,
+                  data=sa.LargeBinary, stored=sa.Double, expires=sa.Double)
 
 
 class DatabaseSessionStore(SessionStore):

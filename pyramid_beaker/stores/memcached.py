@@ -9,7 +9,6 @@ the codec (which checks the signature first) turns them into objects.
 import contextlib
 import hashlib
 import math
-import os
 import random
 import re
 import threading
@@ -19,11 +18,12 @@ from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 from pyramid.exceptions import ConfigurationError
 
-from ..settings import as_float, as_str, mask_url
+from ..settings import as_str, as_timeout, mask_url
 from .base import (
     BaseNamespaceManager,
     SessionBackendError,
     SessionStore,
+    TokenLock,
     merge,
     pack_record,
 )
@@ -46,15 +46,6 @@ def as_key_prefix(value, label):
             '"%s" must be at most 100 printable ASCII characters without '
             'spaces, not %r' % (label, value))
     return value
-
-
-def as_timeout(value, label):
-    """Coerce an optional number of seconds greater than 0."""
-    number = as_float(value, label)
-    if number == 0:
-        raise ConfigurationError(
-            '"%s" must be a number of seconds greater than 0, not %r' % (label, value))
-    return number
 
 
 OPTIONS = {
@@ -247,7 +238,7 @@ def hashed_key(prefix, namespace, key):
     return prefix + digest
 
 
-class MemcachedLock:
+class MemcachedLock(TokenLock):
     """Cross-process lock: an item added with a random token and an expiry.
 
     ``acquire(wait=True)`` waits at most ``timeout`` seconds (the lock's own
@@ -258,26 +249,15 @@ class MemcachedLock:
     """
 
     def __init__(self, client, key, timeout):
+        super().__init__(timeout)
         self.client = client
         self.key = key
-        self.timeout = timeout
-        self.token = None
 
-    def acquire(self, wait=True):
-        token = os.urandom(16).hex().encode()
-        deadline = time.monotonic() + (self.timeout if wait else 0)
-        delay = 0.005
-        while not self.client.add(self.key, token, expire_time(self.timeout)):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-        self.token = token
-        return True
+    def _try_acquire(self, token):
+        return self.client.add(self.key, token, expire_time(self.timeout))
 
-    def release(self):
-        token, self.token = self.token, None
-        if token is not None and self.client.get(self.key) == token:
+    def _release(self, token):
+        if self.client.get(self.key) == token:
             self.client.delete(self.key)
 
 

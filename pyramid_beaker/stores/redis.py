@@ -17,15 +17,13 @@ match another's.
 import contextlib
 import logging
 import math
-import secrets
-import time
 
 import redis
 from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData
 from ..settings import as_required_str, as_str, mask_url
-from .base import BaseNamespaceManager, Record, SessionBackendError, SessionStore
+from .base import BaseNamespaceManager, Record, SessionBackendError, SessionStore, TokenLock
 
 log = logging.getLogger('pyramid_beaker')
 
@@ -274,7 +272,7 @@ def _glob_escape(raw):
     return raw
 
 
-class RedisCreationLock:
+class RedisCreationLock(TokenLock):
     """A lock shared by every process using the server: ``SET NX PX`` + token.
 
     The lock expires after ``timeout`` seconds, so a crashed holder blocks
@@ -282,35 +280,21 @@ class RedisCreationLock:
     then returns False (Beaker then computes the value anyway).
     """
 
+    first_delay = 0.002
+    max_delay = 0.05
+
     def __init__(self, client, name, timeout, release_script):
+        super().__init__(timeout)
         self.client = client
         self.name = name
-        self.timeout = timeout
-        self._release = release_script
-        self._token = None
+        self._release_script = release_script
 
-    def acquire(self, wait=True):
-        """Take the lock; with ``wait=False`` only try once.  Return a bool."""
-        token = secrets.token_hex(16)
-        deadline = time.monotonic() + self.timeout
-        delay = 0.002
-        while not self.client.set(
-                self.name, token, nx=True, px=max(1, int(self.timeout * 1000))):
-            if not wait or time.monotonic() >= deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        self._token = token
-        return True
+    def _try_acquire(self, token):
+        return self.client.set(
+            self.name, token, nx=True, px=max(1, int(self.timeout * 1000)))
 
-    def release(self):
-        """Release the lock if this object holds it."""
-        token, self._token = self._token, None
-        if token is not None:
-            self._release(keys=[self.name], args=[token])
-
-    acquire_write_lock = acquire
-    release_write_lock = release
+    def _release(self, token):
+        self._release_script(keys=[self.name], args=[token])
 
 
 SESSION_STORE = RedisSessionStore

@@ -24,14 +24,10 @@ is missing are reported as skipped.
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,8 +36,16 @@ sys.path.insert(0, ROOT)
 from pyramid.config import Configurator  # noqa: E402
 from pyramid.response import Response  # noqa: E402
 
-from tests.backend_faults import CommandLog, RedisServer, names, round_trips  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from tests.backend_faults import (  # noqa: E402
+    CommandLog,
+    MemcachedServer,
+    RedisServer,
+    accepts,
+    names,
+    round_trips,
+)
+from tests.helpers import http_get, run_together  # noqa: E402
+from tests.servers import AppExited, AppProcess  # noqa: E402
 
 SECRET = 'bench-secret-0123456789'
 WRITERS = 16
@@ -286,64 +290,32 @@ def cost_table(env):
 
 # -- 3. concurrent writers ----------------------------------------------------------
 
-class Served:
-    """This script's app for one implementation, under waitress in a subprocess."""
+class Served(AppProcess):
+    """This script's app for one implementation, under waitress in a subprocess
+    (``serve`` below); an implementation that cannot run here raises Skip."""
 
     def __init__(self, name, env):
-        self.port = free_port()
-        self.url = 'http://127.0.0.1:%d' % self.port
-        self.args = [sys.executable, os.path.abspath(__file__), 'serve', name,
-                     str(self.port), json.dumps(env)]
+        super().__init__(env, startup_timeout=20, script=os.path.abspath(__file__),
+                         args=('serve', name), ready_path='/untouched')
 
     def __enter__(self):
-        self.process = subprocess.Popen(self.args, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise Skip(self.process.stderr.read().decode().strip().splitlines()[-1])
-            try:
-                http_get(self.url + '/untouched', timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError('server for %s did not start' % self.args[3])
-
-    def __exit__(self, *exc):
-        self.process.terminate()
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process.stderr.close()
-
-
-def http_get(url, cookie=None, timeout=10):
-    request = urllib.request.Request(url)
-    if cookie:
-        request.add_header('Cookie', cookie)
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        body = response.read()
-        set_cookie = response.headers.get('Set-Cookie')
-    return body, set_cookie.split(';')[0] if set_cookie else None
+            return super().__enter__()
+        except AppExited as exc:
+            lines = exc.output.strip().splitlines()
+            raise Skip(lines[-1] if lines else 'the server exited') from None
 
 
 def surviving_keys(url):
     """Create a session, let WRITERS requests set a key each; return how many stayed."""
-    _, cookie = http_get(url + '/write?key=k&value=v')
-    barrier = threading.Barrier(WRITERS, timeout=20)
+    _, cookie = http_get(url + '/write?key=k&value=v', as_json=False)
 
     def writer(n):
-        barrier.wait()
-        http_get(url + '/write?key=w%02d&value=%d' % (n, n), cookie)
+        http_get(url + '/write?key=w%02d&value=%d' % (n, n), cookie, as_json=False)
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return len(json.loads(http_get(url + '/written_keys', cookie)[0]))
+    for error in run_together(WRITERS, writer, barrier_timeout=20):
+        print('  writer failed: %r' % (error,), file=sys.stderr)
+    return len(http_get(url + '/written_keys', cookie)[0])
 
 
 def concurrency_table(env):
@@ -386,14 +358,6 @@ def print_table(title, header, rows):
         print('  '.join(text.ljust(width) for text, width in zip([name] + cells, widths)))
 
 
-def _answers(host, port):
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def start_servers(cleanups):
     """Return the environment shared with child processes; register cleanups."""
     env = {'tmp': tempfile.mkdtemp(prefix='pb-bench-'),
@@ -414,18 +378,18 @@ def start_servers(cleanups):
         print('Redis: %s (shared: command counts may include other clients)'
               % env['redis'])
     memcached = os.environ.get('PYRAMID_BEAKER_MEMCACHED', '127.0.0.1:11211')
-    if _answers(*memcached.split(':')):
+    host, _, port = memcached.partition(':')
+    if accepts(port or 11211, host, timeout=1):
         env['memcached'] = memcached
     elif shutil.which('memcached'):
-        port = free_port()
-        process = subprocess.Popen(['memcached', '-l', '127.0.0.1', '-p', str(port),
-                                    '-u', 'nobody'])
-        cleanups.append(lambda: (process.kill(), process.wait(timeout=10)))
-        deadline = time.monotonic() + 10
-        while not _answers('127.0.0.1', port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        env['memcached'] = '127.0.0.1:%d' % port
-        print('memcached: private server on port %d' % port)
+        try:
+            server = MemcachedServer().start()
+        except RuntimeError as exc:
+            print('memcached: %s' % exc)
+        else:
+            cleanups.append(server.stop)
+            env['memcached'] = server.url
+            print('memcached: private server on port %d' % server.port)
     cleanups.append(lambda: drop_table(env))
     return env
 
