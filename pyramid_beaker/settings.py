@@ -11,6 +11,7 @@ import os
 import warnings
 
 import beaker.cache
+from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import aslist
 
@@ -139,8 +140,12 @@ def as_serializer(value, label):
     _fail(label, value, "'json', 'pickle' or an object with dumps() and loads()")
 
 
-def as_type(value, label):
-    """Coerce a storage type name: ours, an alias, or ``beaker:<type>``."""
+def as_type(value, label, choices=None):
+    """Coerce a storage type name: ours, an alias, or ``beaker:<type>``.
+
+    A type whose driver is not installed is refused here, at startup.
+    ``choices`` lists the names to suggest (default: every type).
+    """
     if isinstance(value, str):
         name = value.strip()
         if name.startswith(stores.BEAKER_PREFIX):
@@ -151,10 +156,16 @@ def as_type(value, label):
                 _fail(label, value, "one of Beaker's types after 'beaker:' "
                       '(its driver must be installed)')
         try:
-            return stores.canonical_type(name)
+            name = stores.canonical_type(name)
         except KeyError:
-            pass
-    _fail(label, value, 'one of %s' % ', '.join(stores.known_types()))
+            name = None
+        if name is not None:
+            try:
+                stores.backend_module(name)
+            except InvalidCacheBackendError as exc:
+                raise ConfigurationError('"%s" = %s: %s' % (label, value, exc)) from None
+            return name
+    _fail(label, value, 'one of %s' % ', '.join(choices or stores.known_types()))
 
 
 #: Every session option we accept, with its coercer and default.
@@ -348,13 +359,8 @@ _NOT_A_REGION_TYPE = frozenset(('cookie',))
 
 def as_region_type(value, label):
     """Coerce a region's storage type; cookies cannot hold cache regions."""
-    if isinstance(value, str) and value.strip().startswith(stores.BEAKER_PREFIX):
-        return as_type(value, label)
-    try:
-        name = as_type(value, label)
-    except ConfigurationError:
-        name = None
-    if name is None or name in _NOT_A_REGION_TYPE:
+    name = as_type(value, label, region_types())
+    if name in _NOT_A_REGION_TYPE:
         _fail(label, value, 'one of %s' % ', '.join(region_types()))
     return name
 

@@ -188,3 +188,25 @@ def test_csrf_with_pyramid_checks(use_policy):
     assert app.post('/check', {'csrf_token': 'wrong'}).json == {'valid': False}
     assert app.post('/post', {'csrf_token': token}).json == {'posted': True}
     app.post('/post', {'csrf_token': 'wrong'}, status=400)
+
+
+def test_missing_driver_fails_at_startup_with_the_extra_to_install(tmp_dir):
+    """A venv without redis-py: the type is refused by name, with the fix."""
+    import subprocess
+    import sys
+
+    script = (
+        'import sys; sys.modules["redis"] = None\n'
+        'from pyramid.exceptions import ConfigurationError\n'
+        'from pyramid_beaker import session_factory_from_settings\n'
+        'try:\n'
+        '    session_factory_from_settings({"session.type": "ext:redis",\n'
+        '        "session.url": "redis://127.0.0.1", "session.secret": "s"})\n'
+        'except ConfigurationError as exc:\n'
+        '    print(exc)\n')
+    result = subprocess.run([sys.executable, '-W', 'error::RuntimeWarning', '-c', script],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        '"session.type" = ext:redis: the ext:redis backend needs redis-py: '
+        'pip install "pyramid_beaker[redis]"')

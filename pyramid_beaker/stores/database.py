@@ -17,10 +17,9 @@ import threading
 import time
 import warnings
 
-import sqlalchemy as sa
+from beaker.exceptions import InvalidCacheBackendError
 from beaker.synchronization import NameLock
 from pyramid.exceptions import ConfigurationError
-from sqlalchemy import exc as sa_exc
 
 from ..settings import as_bool, as_str, as_timeout, mask_url
 from .base import (
@@ -30,6 +29,14 @@ from .base import (
     merge,
     pack_record,
 )
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+except ImportError as exc:  # Beaker skips such entry points quietly
+    raise InvalidCacheBackendError(
+        'the ext:database backend needs SQLAlchemy: '
+        'pip install "pyramid_beaker[database]"') from exc
 
 ENTRY_POINT = 'pyramid_beaker.database'
 SESSION_TABLE = 'beaker_sessions'

@@ -13,9 +13,8 @@ import tempfile
 
 from beaker.synchronization import file_synchronizer
 
-from .base import (
-    BaseNamespaceManager, SessionStore, merge, now, pack_record, unpack_record)
 from ..codec import InvalidData
+from .base import BaseNamespaceManager, SessionStore, merge, now, pack_record, unpack_record
 
 ENTRY_POINT = 'pyramid_beaker.file'
 OPTIONS = {}

@@ -14,8 +14,7 @@ import re
 import threading
 import time
 
-from pymemcache.client.base import PooledClient
-from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
 from ..settings import as_str, as_timeout, mask_url
@@ -27,6 +26,14 @@ from .base import (
     merge,
     pack_record,
 )
+
+try:
+    from pymemcache.client.base import PooledClient
+    from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+except ImportError as exc:  # Beaker skips such entry points quietly
+    raise InvalidCacheBackendError(
+        'the ext:memcached backend needs pymemcache: '
+        'pip install "pyramid_beaker[memcached]"') from exc
 
 ENTRY_POINT = 'pyramid_beaker.memcached'
 #: memcached reads expiry times above 30 days as absolute unix times.

@@ -18,12 +18,18 @@ import contextlib
 import logging
 import math
 
-import redis
+from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData
 from ..settings import as_required_str, as_str, mask_url
 from .base import BaseNamespaceManager, Record, SessionBackendError, SessionStore, TokenLock
+
+try:
+    import redis
+except ImportError as exc:  # Beaker skips such entry points quietly
+    raise InvalidCacheBackendError(
+        'the ext:redis backend needs redis-py: pip install "pyramid_beaker[redis]"') from exc
 
 log = logging.getLogger('pyramid_beaker')
 
