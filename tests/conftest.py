@@ -6,6 +6,7 @@ except under CI (``CI`` set), where it fails them.
 """
 import os
 import socket
+import sys
 import tempfile
 
 import pytest
@@ -28,6 +29,17 @@ def _require(name, host, port):
         if os.environ.get('CI'):
             pytest.fail(message + ' (CI is set: backend tests must run)')
         pytest.skip(message)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _close_shared_connections():
+    """Close the connections cache regions share, once every test has run."""
+    yield
+    for module, closer in (('pyramid_beaker.stores.database', 'dispose_shared_engines'),
+                           ('pyramid_beaker.stores.memcached', 'close_shared_clients')):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            getattr(loaded, closer)()
 
 
 @pytest.fixture
