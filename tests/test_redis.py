@@ -23,7 +23,7 @@ from pyramid_beaker.session import (
 )
 from pyramid_beaker.settings import region_options_from_settings
 from pyramid_beaker.stores import backend_module
-from pyramid_beaker.stores.base import SessionBackendError
+from pyramid_beaker.stores.base import Record, SessionBackendError
 from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, make_client
 
 from .backend_faults import CommandLog, RedisServer, names, round_trips, running
@@ -91,6 +91,16 @@ def redis_app(url, prefix, **options):
     return make_app(type='ext:redis', url=url, key_prefix=prefix, **options)
 
 
+def sent(commands):
+    """The names of the commands clients sent, in order."""
+    return [name for client, name in commands if client != 'lua']
+
+
+def scripted(commands):
+    """The names of the commands Lua scripts ran, in order."""
+    return [name for client, name in commands if client == 'lua']
+
+
 # -- the session store on its own -------------------------------------------
 
 def test_store_layout_merge_and_ttl(store, client, prefix):
@@ -101,6 +111,7 @@ def test_store_layout_merge_and_ttl(store, client, prefix):
     fields = client.hgetall(key)
     assert sorted(fields) == [b'k:a', b'k:b', b'm:accessed', b'm:created']
     assert all(fields[name].startswith(b'PB1') for name in (b'k:a', b'k:b'))
+    assert (fields[b'm:created'], fields[b'm:accessed']) == (b'100.0', b'100.5')
     assert 590 < client.ttl(key) <= 600
 
     store.save(sid, {'c': 'x'}, frozenset({'a'}), 999.0, 200.0, 300)
@@ -110,7 +121,9 @@ def test_store_layout_merge_and_ttl(store, client, prefix):
     assert 290 < client.ttl(key) <= 300
 
     store.touch(sid, 250.0, 900)
-    assert store.load(sid).accessed == 250.0
+    record = store.load(sid)
+    assert (record.data, record.created, record.accessed) == ({'b': [1, 2], 'c': 'x'},
+                                                              100.0, 250.0)
     assert 890 < client.ttl(key) <= 900
     store.delete(sid)
     assert store.load(sid) is None
@@ -134,6 +147,21 @@ def test_store_save_after_expiry_keeps_only_changed_keys(store):
     record = store.load(sid)
     assert record.data == {'b': 3}
     assert record.created == 10.0
+
+
+def test_store_saves_and_deletes_thousands_of_keys_at_once(store):
+    """Far more fields than Lua's unpack() takes in one call."""
+    sid = new_id()
+    many = {'key%05d' % n: n for n in range(6000)}
+    store.save(sid, many, frozenset(), 1.0, 1.0, 60)
+    assert store.load(sid).data == many
+    deleted = frozenset('key%05d' % n for n in range(5000))
+    store.save(sid, {'key%05d' % n: -n for n in range(5000, 5600)} | {'new': 1},
+               deleted, 2.0, 3.0, 60)
+    record = store.load(sid)
+    assert record.data == dict({'key%05d' % n: -n for n in range(5000, 5600)},
+                               new=1, **{'key%05d' % n: n for n in range(5600, 6000)})
+    assert (record.created, record.accessed) == (1.0, 3.0)
 
 
 def test_store_expires_with_the_server_ttl(store):
@@ -285,7 +313,8 @@ def test_round_trips_per_request(private_redis):
     try:
         app.get('/set', {'a': '1'})  # new session: no load
         created = log.commands()
-        assert names(created) == ['MULTI', 'HSET', 'HSETNX', 'EXPIRE', 'EXEC']
+        assert sent(created) == ['EVALSHA']
+        assert scripted(created) == ['HSET', 'HSETNX', 'EXPIRE']
         assert round_trips(created) == 1
 
         app.get('/get')
@@ -295,11 +324,15 @@ def test_round_trips_per_request(private_redis):
 
         app.get('/set', {'b': '2'})
         write = log.commands()
-        assert names(write)[0] == 'HGETALL'
+        assert sent(write) == ['HGETALL', 'EVALSHA']
+        assert scripted(write) == ['HSET', 'HSETNX', 'EXPIRE']
         assert round_trips(write) == 2
 
         app.get('/mutate', {'op': 'del', 'key': 'a'})
-        assert 'HDEL' in names(log.commands())
+        deleting = log.commands()
+        assert sent(deleting) == ['HGETALL', 'EVALSHA']
+        assert scripted(deleting) == ['HDEL', 'HSET', 'HSETNX', 'EXPIRE']
+        assert round_trips(deleting) == 2
 
         app.get('/untouched')
         assert log.commands() == []
@@ -315,7 +348,8 @@ def test_read_after_refresh_interval_touches_in_one_more_round_trip(private_redi
     try:
         app.get('/get')
         touched = log.commands()
-        assert names(touched) == ['HGETALL', 'MULTI', 'HSET', 'HSETNX', 'EXPIRE', 'EXEC']
+        assert sent(touched) == ['HGETALL', 'EVALSHA']
+        assert scripted(touched) == ['HSET', 'HSETNX', 'EXPIRE']
         assert round_trips(touched) == 2
     finally:
         log.close()
@@ -340,6 +374,38 @@ def test_server_down_untouched_views_work_and_sessions_raise(private_redis):
     assert app.get('/get').json['data'] == {}
     app.get('/set', {'b': '2'})
     assert app.get('/get').json['data'] == {'b': '2'}
+
+
+@pytest.mark.parametrize('first_call', ['save', 'touch'])
+def test_first_write_after_a_restart_loads_the_script_again(private_redis, first_call):
+    """A restarted server has an empty script cache: EVALSHA fails with
+    NOSCRIPT, redis-py loads the script and the write goes through."""
+    store = RedisSessionStore({'url': private_redis.url}, CODEC)
+    try:
+        sid = new_id()
+        store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, 60)
+        private_redis.stop()
+        private_redis.start()  # empty, with no scripts
+        log = CommandLog(private_redis.port)
+        try:
+            if first_call == 'save':
+                store.save(sid, {'b': 2}, frozenset({'a'}), 5.0, 6.0, 60)
+                expected = Record({'b': 2}, 5.0, 6.0)
+            else:
+                store.touch(sid, 6.0, 60)
+                expected = Record({}, 6.0, 6.0)
+            restarted = sent(log.commands())
+            assert restarted[-3:] == ['EVALSHA', 'SCRIPT', 'EVALSHA']
+            assert restarted.count('EVALSHA') == 2
+            assert store.load(sid) == expected
+            log.commands()
+            store.touch(sid, 7.0, 60)  # the script is cached again
+            assert sent(log.commands()) == ['EVALSHA']
+        finally:
+            log.close()
+        assert store.load(sid).accessed == 7.0
+    finally:
+        store.close()
 
 
 def test_frozen_server_fails_within_socket_timeout(private_redis):

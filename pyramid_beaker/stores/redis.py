@@ -3,10 +3,10 @@
 Session ``<id>`` lives in the hash ``<key_prefix>session:<id>``.  Each user
 key is its own field (``k:<key>``, value a signed envelope from the codec),
 next to two plain metadata fields, ``m:created`` and ``m:accessed``.  Saving
-a request's changes is one MULTI/EXEC that sets and deletes only the fields
-that changed, so concurrent requests that change different keys all keep
-their change.  Every session key carries a TTL, refreshed on each save and
-touch.
+a request's changes is one call of a Lua script (``EVALSHA``), which Redis
+runs atomically: it sets and deletes only the fields that changed, so
+concurrent requests that change different keys all keep their change.  Every
+session key carries a TTL, refreshed on each save and touch.
 
 Cache entries live in ``<key_prefix>cache:<namespace>:<key>`` with the
 region's expiry as their TTL; creation locks in
@@ -40,6 +40,24 @@ DEFAULT_LOCK_TIMEOUT = 30.0
 _USER = b'k:'
 _CREATED = b'm:created'
 _ACCESSED = b'm:accessed'
+# Save (and touch) a session hash atomically.  KEYS[1]: the hash.  ARGV: the
+# TTL in seconds, the creation time (set only if the hash has none), the
+# number n of fields to delete, those n field names, then field/value pairs
+# to set (m:accessed among them).  Lua's unpack() has a stack limit of a few
+# thousand values, hence the chunks.
+_SAVE_LUA = """
+local key = KEYS[1]
+local last_deleted = 3 + tonumber(ARGV[3])
+for first = 4, last_deleted, 1000 do
+    redis.call('hdel', key, unpack(ARGV, first, math.min(first + 999, last_deleted)))
+end
+for first = last_deleted + 1, #ARGV, 1000 do
+    redis.call('hset', key, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call('hsetnx', key, 'm:created', ARGV[2])
+redis.call('expire', key, ARGV[1])
+return 1
+"""
 # Delete the lock only if it still holds our token (it may have expired and
 # been taken by another process meanwhile).
 _RELEASE_LUA = """
@@ -117,6 +135,9 @@ class RedisSessionStore(SessionStore):
         self.client = make_client(options)
         self.url = mask_url(options['url'])
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
+        # redis-py sends EVALSHA, and on NOSCRIPT (e.g. after a restart)
+        # loads the script and sends EVALSHA again.
+        self._save_script = self.client.register_script(_SAVE_LUA)
 
     def key(self, session_id):
         """The Redis key of ``session_id``'s hash."""
@@ -170,25 +191,20 @@ class RedisSessionStore(SessionStore):
         return Record(data, created, accessed)
 
     def save(self, session_id, changed, deleted, created, accessed, ttl):
-        key = self.key(session_id)
-        fields = {_field(name): self.codec.dumps(value)
-                  for name, value in changed.items()}
-        fields[_ACCESSED] = accessed
-        with self._errors('save'), self.client.pipeline() as pipe:
-            if deleted:
-                pipe.hdel(key, *[_field(name) for name in deleted])
-            pipe.hset(key, mapping=fields)
-            pipe.hsetnx(key, _CREATED, created)
-            pipe.expire(key, int(ttl))
-            pipe.execute()
+        args = [int(ttl), created, len(deleted)]
+        args.extend(_field(name) for name in deleted)
+        args.append(_ACCESSED)
+        args.append(accessed)
+        for name, value in changed.items():
+            args.append(_field(name))
+            args.append(self.codec.dumps(value))
+        with self._errors('save'):
+            self._save_script(keys=[self.key(session_id)], args=args)
 
     def touch(self, session_id, accessed, ttl):
-        key = self.key(session_id)
-        with self._errors('touch'), self.client.pipeline() as pipe:
-            pipe.hset(key, _ACCESSED, accessed)
-            pipe.hsetnx(key, _CREATED, accessed)
-            pipe.expire(key, int(ttl))
-            pipe.execute()
+        with self._errors('touch'):
+            self._save_script(keys=[self.key(session_id)],
+                              args=[int(ttl), accessed, 0, _ACCESSED, accessed])
 
     def delete(self, session_id):
         with self._errors('delete'):

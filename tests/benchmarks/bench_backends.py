@@ -6,7 +6,8 @@ prints three tables, all measured in this one run:
 1. Redis commands and round trips per request (untouched, read, write, new
    session) for this package's ``ext:redis``, Beaker's own ``ext:redis`` used
    the pyramid_beaker 0.9 way, and ``pyramid_session_redis``; counted with
-   ``MONITOR`` (a MULTI ... EXEC block is one round trip).
+   ``MONITOR`` (a MULTI ... EXEC block is one round trip; the commands a
+   Lua script runs are shown after "Lua:" and not counted).
 2. Cost per request, in process: the Pyramid router called as a WSGI app
    with prepared environs; the median of several loops, and its ratio to
    the same app without a session factory (its 'untouched' view).
@@ -228,9 +229,11 @@ def command_table(env):
             for mode in MODES + ('new',):
                 call(app, mode_environ(mode, cookie))
                 commands = log.commands()
-                cells.append('%d cmd / %d rt  %s' % (
-                    len(commands), round_trips(commands),
-                    ' '.join(names(commands)) or '-'))
+                sent = [command for command in commands if command[0] != 'lua']
+                scripted = [name for client, name in commands if client == 'lua']
+                cells.append('%d cmd / %d rt  %s%s' % (
+                    len(sent), round_trips(commands), ' '.join(names(sent)) or '-',
+                    ' (Lua: %s)' % ' '.join(scripted) if scripted else ''))
         finally:
             log.close()
         rows.append((name, cells))
