@@ -16,7 +16,7 @@ from pyramid_beaker.cached import cached_region
 
 from .backend_faults import RedisServer, require_redis_server
 from .scanfixtures import services, unbound
-from .scanfixtures.apps import SERVICES, include, make_config, settings
+from .scanfixtures.apps import SERVICES, in_app, include, make_config, settings
 
 pytestmark = pytest.mark.filterwarnings('error')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -282,14 +282,6 @@ def run_together(count, target):
         thread.join(timeout=20)
         assert not thread.is_alive()
     return results
-
-
-def in_app(config, function, *args):
-    config.begin()
-    try:
-        return function(*args)
-    finally:
-        config.end()
 
 
 def test_concurrent_misses_compute_once():

@@ -22,7 +22,7 @@ from .helpers import (
     written,
 )
 from .scanfixtures import services
-from .scanfixtures.apps import make_config
+from .scanfixtures.apps import in_app, make_config
 from .servers import AppProcess
 from .session_app import make_app
 from .tcp_proxy import TCPProxy
@@ -80,20 +80,12 @@ def _warnings(caplog):
             and 'computing without the cache' in record.getMessage()]
 
 
-def _call(config, function, *args):
-    config.begin()
-    try:
-        return function(*args)
-    finally:
-        config.end()
-
-
 def _region_down_computes_and_warns(config, stop, caplog):
-    stored = _call(config, services.exchange_rate, 'EUR', 'SEK')
-    assert _call(config, services.exchange_rate, 'EUR', 'SEK') == stored
+    stored = in_app(config, services.exchange_rate, 'EUR', 'SEK')
+    assert in_app(config, services.exchange_rate, 'EUR', 'SEK') == stored
     assert _warnings(caplog) == []
     stop()
-    fresh = _call(config, services.exchange_rate, 'EUR', 'SEK')
+    fresh = in_app(config, services.exchange_rate, 'EUR', 'SEK')
     assert fresh.startswith('EUR/SEK #') and fresh != stored
     assert len(_warnings(caplog)) == 1
     return stored
@@ -110,8 +102,8 @@ def test_memcached_down_cached_function_computes_and_warns(caplog):
             cache__short_term__secret='memcached-secret-0123')
         _region_down_computes_and_warns(config, server.stop, caplog)
         server.start()
-        again = _call(config, services.exchange_rate, 'EUR', 'NOK')
-        assert _call(config, services.exchange_rate, 'EUR', 'NOK') == again
+        again = in_app(config, services.exchange_rate, 'EUR', 'NOK')
+        assert in_app(config, services.exchange_rate, 'EUR', 'NOK') == again
 
 
 def test_postgres_down_cached_function_computes_and_warns(postgres_url, caplog):
@@ -127,8 +119,8 @@ def test_postgres_down_cached_function_computes_and_warns(postgres_url, caplog):
             cache__short_term__secret='database-secret-0123')
         _region_down_computes_and_warns(config, proxy.stop, caplog)
         proxy.start()
-        again = _call(config, services.exchange_rate, 'EUR', 'ISK')
-        assert _call(config, services.exchange_rate, 'EUR', 'ISK') == again
+        again = in_app(config, services.exchange_rate, 'EUR', 'ISK')
+        assert in_app(config, services.exchange_rate, 'EUR', 'ISK') == again
 
 
 def test_pickle_planted_in_a_session_file_is_never_loaded(tmp_dir):

@@ -30,3 +30,12 @@ def make_config(scan=(SERVICES,), **kw):
         config.scan(module)
     config.commit()
     return config
+
+
+def in_app(config, function, *args):
+    """Call ``function(*args)`` with ``config``'s app current, as a request would."""
+    config.begin()
+    try:
+        return function(*args)
+    finally:
+        config.end()
