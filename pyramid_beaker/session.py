@@ -111,6 +111,8 @@ class SessionFactory:
         self.cookie_on_exception = options['cookie_on_exception']
         self.constant_csrf_token = options['constant_csrf_token']
         self._cookie_args = self._cookie_arguments(options)
+        #: A cookie with a lifetime is sent again when the session is refreshed.
+        self.cookie_has_lifetime = 'max_age' in self._cookie_args
 
     @staticmethod
     def _cookie_arguments(options):
@@ -172,10 +174,8 @@ class BeakerSession:
         self._loaded = True
         self._changed = {}
         self._deleted = set()
-        self._old_id = None
-        self._cookie_value = None
         self._touch = False
-        self._invalidated = False
+        self._id_dropped = False  # invalidate() or regenerate_id() ran
         record = None
         value = self._request.cookies.get(factory.cookie_name)
         if factory.client_side:
@@ -323,28 +323,27 @@ class BeakerSession:
 
     def invalidate(self):
         """Delete the stored session now and start a new, empty one."""
-        self._d
-        if self._id is not None:
-            self._factory.store.delete(self._id)
-            self._old_id = self._id
-        self._id = None
+        self._drop_id()
         self._data = {}
         self._changed = {}
         self._deleted = set()
         self._new = True
         self._created = self._accessed = now()
         self._touch = False
-        self._invalidated = True
 
     def regenerate_id(self):
         """Keep the data but move it to a new id (call it at login)."""
+        self._drop_id()
+        self._changed = dict(self._data)
+        self._deleted = set()
+
+    def _drop_id(self):
+        """Delete the stored record of the current id and forget the id."""
         self._d
         if self._id is not None:
             self._factory.store.delete(self._id)
-            self._old_id = self._id
         self._id = None
-        self._changed = dict(self._data)
-        self._deleted = set()
+        self._id_dropped = True
 
     # -- flash messages and CSRF --------------------------------------------
 
@@ -375,39 +374,46 @@ class BeakerSession:
 
     def _finish(self, request, response):
         """Response callback: save what changed and set or clear the cookie."""
-        factory = self._factory
-        if request.exception is not None and not factory.cookie_on_exception:
+        if request.exception is not None and not self._factory.cookie_on_exception:
             return
-        current = now()
+        if self._factory.client_side:
+            self._finish_in_cookie(response)
+        else:
+            self._finish_in_store(response)
+
+    def _finish_in_cookie(self, response):
+        """Client-side sessions: the cookie holds the whole session."""
+        factory = self._factory
+        if self._changed or self._deleted or self._touch:
+            if self._data:
+                factory.set_cookie(response, factory.store.dump_cookie(
+                    self._data, self._created, now()))
+            else:
+                self._clear_old_cookie(response)
+        elif self._id_dropped:
+            self._clear_old_cookie(response)
+
+    def _finish_in_store(self, response):
+        """Server-side sessions: save the changed keys, or refresh the access time."""
+        factory = self._factory
         if self._changed or self._deleted:
-            if factory.client_side:
-                data = self._data if self._data else None
-                if data is None:
-                    factory.delete_cookie(response)
-                else:
-                    factory.set_cookie(response, factory.store.dump_cookie(
-                        data, self._created, current))
-                return
             if self._id is None:
-                if not self._data and not self._changed:
+                if not self._data:  # a new session that ended up empty
                     self._clear_old_cookie(response)
                     return
                 self._id = _new_id()
             factory.store.save(self._id, self._changed, frozenset(self._deleted),
-                               self._created, current, factory.ttl)
+                               self._created, now(), factory.ttl)
             factory.set_cookie(response, factory.id_cookie.dumps(self._id))
         elif self._touch:
-            if factory.client_side:
-                factory.set_cookie(response, factory.store.dump_cookie(
-                    self._data, self._created, current))
-            else:
-                factory.store.touch(self._id, current, factory.ttl)
-                if 'max_age' in factory._cookie_args:
-                    factory.set_cookie(response, factory.id_cookie.dumps(self._id))
-        elif self._old_id is not None or self._invalidated:
+            factory.store.touch(self._id, now(), factory.ttl)
+            if factory.cookie_has_lifetime:
+                factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+        elif self._id_dropped:
             self._clear_old_cookie(response)
 
     def _clear_old_cookie(self, response):
+        """Expire the browser's cookie, if the request brought one."""
         if self._request.cookies.get(self._factory.cookie_name):
             self._factory.delete_cookie(response)
 
