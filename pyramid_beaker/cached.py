@@ -6,6 +6,11 @@ binds it, at commit, to the region of that name in the app being
 configured.  Each call then looks up the binding of the current app, so two
 apps in one process each use their own region.  A function no app has
 bound runs uncached.
+
+This module holds the decorator, the per-app :class:`Binding` and the
+caching of plain functions and methods; what is particular to views (their
+keys, and what is stored and replayed for them) is in
+:mod:`pyramid_beaker.cached_views`.
 """
 import functools
 import inspect
@@ -15,18 +20,15 @@ import time
 
 import venusian
 from pyramid.exceptions import ConfigurationError
-from pyramid.interfaces import IRoutesMapper
-from pyramid.response import Response
 from pyramid.threadlocal import get_current_registry
 from pyramid.threadlocal import manager as threadlocals
-from webob import Response as WebObResponse
 
 from .cache import get_region
-from .keys import KeyMaker, encode, encode_tuple, fit
+from .keys import KeyMaker, fit
 
 log = logging.getLogger('pyramid_beaker')
 
-#: Registry attribute holding that app's bindings: ``{_Cached: Binding}``.
+#: Registry attribute holding that app's bindings: ``{CachedFunction: Binding}``.
 _BINDINGS = 'pyramid_beaker_cached_functions'
 #: Storage types that live in this process: their entries are kept per app.
 PROCESS_LOCAL_TYPES = frozenset(('pyramid_beaker.memory', 'memory'))
@@ -35,7 +37,6 @@ PROCESS_LOCAL_TYPES = frozenset(('pyramid_beaker.memory', 'memory'))
 SELF_EXPIRING_TYPES = frozenset(('pyramid_beaker.memory',))
 #: A binding logs backend errors at most this often (seconds).
 WARN_INTERVAL = 60.0
-VIEW_METHODS = frozenset(('GET', 'HEAD'))
 #: Returned as the stored form of a result that must not be stored.
 NOT_STORED = object()
 _VIEW_SHAPES = frozenset(('view', 'context view', 'view method'))
@@ -189,17 +190,13 @@ def _bindings(registry):
     return getattr(registry, _BINDINGS, _NO_BINDINGS)
 
 
-def _response_storable(response):
-    """True for a 200 response without cookies and not private or no-store."""
-    if response.status_code != 200 or 'Set-Cookie' in response.headers:
-        return False
-    directives = response.headers.get('Cache-Control', '').lower().split(',')
-    names = {directive.split('=', 1)[0].strip() for directive in directives}
-    return not names & {'private', 'no-store'}
+class CachedFunction:
+    """What one decorated function needs to be bound and called.
 
+    Views use the subclass :class:`~pyramid_beaker.cached_views.CachedView`.
+    """
 
-class _Cached:
-    """What one decorated function needs to be bound and called."""
+    view = False
 
     def __init__(self, func, region, vary, ignore, should_cache, per_user):
         self.func = func
@@ -210,7 +207,6 @@ class _Cached:
         self.per_user = per_user
         self.name = '%s.%s' % (func.__module__, func.__qualname__)
         self.key = None  # key(args, kw) -> text, for all but views
-        self.view = False
         self.warned_unbound = False
 
     def binding(self, registry):
@@ -240,8 +236,6 @@ class _Cached:
         code = self.func.__code__
         return '%s (%s, line %d)' % (self.name, code.co_filename, code.co_firstlineno)
 
-    # -- functions ----------------------------------------------------------
-
     def create(self, binding, key, args, kw, force=False):
         """The slow path of a call: a miss, or an explicit refresh."""
 
@@ -251,108 +245,9 @@ class _Cached:
 
         return binding.create(key, compute, force=force)
 
-    # -- views --------------------------------------------------------------
-
-    def request_key(self, request, registry):
-        """Key text of a view request; also returns the user's key (or None).
-
-        The key holds the route name, the URL without its query string
-        (scheme, host, path), the query's ``name=value`` pairs sorted, the
-        ``vary`` values and the user's key (``per_user``).
-        """
-        parts = [encode(_route_name(request, registry)), encode(request.path_url),
-                 encode(tuple(sorted(request.query_string.split('&'))))]
-        for item in self.vary:
-            value = item(request) if callable(item) else request.headers.get(item)
-            parts.append(encode(value, 'vary item %r of view %s' % (item, self.name)))
-        user = None
-        if self.per_user:
-            if self.per_user is True:
-                user = request.authenticated_userid
-            else:
-                user = self.per_user(request)
-            parts.append(encode(user, 'the per_user key of view %s' % self.name))
-        return encode_tuple(parts), user
-
-    def call_view(self, args, request, force=False):
-        registry = _registry_of(request)
-        binding = self.binding(registry)
-        if binding is None or request.method not in VIEW_METHODS:
-            return self.func(*args)
-        text, user = self.request_key(request, registry)
-        key = fit(text, binding.key_length)
-        if not force:
-            try:
-                entry = binding.get_entry(key)
-            except Exception as exc:
-                binding.warn('read', exc)
-                return self.func(*args)
-            if entry is not None and binding.fresh(entry):
-                return _replay(request, entry[2])
-
-        def compute():
-            value = self.func(*args)
-            return value, self.stored_form(value, _view_entry(request, value, user))
-
-        return binding.create(key, compute, functools.partial(_replay, request),
-                              force=force)
-
-
-def _registry_of(request):
-    return getattr(request, 'registry', None) or get_current_registry()
-
-
-def _route_name(request, registry):
-    """The name of the route ``request`` matched, routing it if it was not.
-
-    Requests made up outside the router (``Request.blank(url)`` given to
-    ``invalidate``) are matched against the app's routes here.
-    """
-    route = request.__dict__.get('matched_route')
-    if route is None:
-        mapper = registry.queryUtility(IRoutesMapper)
-        if mapper is not None:
-            route = mapper(request)['route']
-    return None if route is None else route.name
-
-
-def _view_entry(request, value, user):
-    """What to store for a view's result, or NOT_STORED.
-
-    Responses are stored as status, headers and body; other results (for a
-    renderer) with the status and headers of ``request.response`` if the
-    view touched it.  Nothing is stored when the response sets a cookie, is
-    not a 200, is private or no-store, or when the session was used and the
-    key has no user.
-    """
-    if 'session' in request.__dict__ and user is None:
-        return NOT_STORED  # the result may show this visitor's session
-    if isinstance(value, WebObResponse):
-        if not _response_storable(value):
-            return NOT_STORED
-        headers = [(name, text) for name, text in value.headerlist
-                   if name.lower() != 'set-cookie']
-        return ('response', value.status, headers, value.body)
-    response = request.__dict__.get('response')
-    if response is None:
-        return ('value', value, None)
-    if not _response_storable(response):
-        return NOT_STORED
-    return ('value', value, (response.status, list(response.headerlist)))
-
-
-def _replay(request, stored):
-    """Turn a stored view entry back into the view's result."""
-    if stored[0] == 'response':
-        _, status, headers, body = stored
-        return Response(body=body, status=status,
-                        headerlist=[tuple(pair) for pair in headers])
-    _, value, response_state = stored
-    if response_state is not None:
-        response = request.response
-        response.status = response_state[0]
-        response.headerlist = [tuple(pair) for pair in response_state[1]]
-    return value
+    def wrapper(self):
+        """The function that replaces the decorated one."""
+        return _function_wrapper(self)
 
 
 def _in_class(func):
@@ -461,10 +356,15 @@ class cached_region:
                             % type(wrapped).__name__)
         if not inspect.isfunction(wrapped):
             raise TypeError('@cached_region decorates functions, not %r' % (wrapped,))
-        cached = _Cached(wrapped, self.region, self.vary, self.ignore,
-                         self.should_cache, self.per_user)
         shape = _shape(wrapped)
-        cached.view = shape in _VIEW_SHAPES
+        if shape in _VIEW_SHAPES:
+            # Imported here, not above: cached_views builds on this module.
+            from .cached_views import CachedView
+            kind = CachedView
+        else:
+            kind = CachedFunction
+        cached = kind(wrapped, self.region, self.vary, self.ignore,
+                      self.should_cache, self.per_user)
         if cached.view and self.ignore:
             raise TypeError('@cached_region on view %s: views are keyed by the '
                             'request, so "ignore" does not apply' % cached.name)
@@ -475,7 +375,7 @@ class cached_region:
                 % cached.name)
         if shape != 'view' and shape != 'context view':
             cached.key = KeyMaker(wrapped, self.ignore, owner=shape != 'function').key
-        wrapper = (_view_wrapper if cached.view else _function_wrapper)(cached)
+        wrapper = cached.wrapper()
         functools.wraps(wrapped)(wrapper)
         wrapper.__cached_region__ = cached
         wrapper.region = self.region
@@ -542,51 +442,6 @@ def _function_wrapper(cached):
     return cached_function
 
 
-def _view_wrapper(cached):
-    """Views ``(request)`` and ``(context, request)``, and view methods ``(self)``.
-
-    A view method uses ``self.request``; on an object without one it is
-    cached as a plain method, keyed by its class.
-    """
-    as_method = _function_wrapper(cached) if cached.key is not None else None
-
-    def request_of(args):
-        return getattr(args[0], 'request', None) if as_method else args[-1]
-
-    def cached_view(*args):
-        request = request_of(args)
-        if request is None:
-            return as_method(*args)
-        return cached.call_view(args, request)
-
-    def invalidate(*args):
-        """Drop the entry of this request in the current app's region."""
-        request = request_of(args)
-        if request is None:
-            return as_method.invalidate(*args)
-        _invalidate_view(cached, request)
-
-    def refresh(*args):
-        """Run the view again for this request, store and return its result."""
-        request = request_of(args)
-        if request is None:
-            return as_method.refresh(*args)
-        return cached.call_view(args, request, force=True)
-
-    # Pyramid reads the parameters to call (request) or (context, request).
-    cached_view.__signature__ = inspect.signature(cached.func)
-    cached_view.invalidate = invalidate
-    cached_view.refresh = refresh
-    return cached_view
-
-
-def _invalidate_view(cached, request):
-    registry = _registry_of(request)
-    binding = cached.binding(registry)
-    if binding is not None:
-        binding.delete(fit(cached.request_key(request, registry)[0], binding.key_length))
-
-
 def _adopt_callbacks(wrapped, wrapper):
     """Keep decorators that attached to ``wrapped`` (e.g. @view_config below us).
 
@@ -644,7 +499,7 @@ def add_cached_function(config, function):
     """
     function = config.maybe_dotted(function)
     cached = getattr(function, '__cached_region__', None)
-    if not isinstance(cached, _Cached):
+    if not isinstance(cached, CachedFunction):
         raise ConfigurationError(
             '"function" must be decorated with @cached_region, not %r' % (function,))
     intr = config.introspectable(

@@ -1,0 +1,182 @@
+"""Cached views: how ``@cached_region`` keys, stores and replays a view's result.
+
+:mod:`pyramid_beaker.cached` builds a :class:`CachedView` for a function
+whose parameters are ``(request)`` or ``(context, request)``, or a method
+taking only ``self`` (a class-based view).  Only GET and HEAD requests are
+cached; the key is made from the request (see :meth:`CachedView.request_key`)
+and a response is stored as its status, headers and body, so that a hit
+builds a new one.
+"""
+import functools
+import inspect
+
+from pyramid.interfaces import IRoutesMapper
+from pyramid.response import Response
+from pyramid.threadlocal import get_current_registry
+from webob import Response as WebObResponse
+
+from .cached import NOT_STORED, CachedFunction
+from .keys import encode, encode_tuple, fit
+
+VIEW_METHODS = frozenset(('GET', 'HEAD'))
+
+
+class CachedView(CachedFunction):
+    """A decorated view: keyed by the request, its result stored for replay."""
+
+    view = True
+
+    def request_key(self, request, registry):
+        """Key text of a view request; also returns the user's key (or None).
+
+        The key holds the route name, the URL without its query string
+        (scheme, host, path), the query's ``name=value`` pairs sorted, the
+        ``vary`` values and the user's key (``per_user``).
+        """
+        parts = [encode(_route_name(request, registry)), encode(request.path_url),
+                 encode(tuple(sorted(request.query_string.split('&'))))]
+        for item in self.vary:
+            value = item(request) if callable(item) else request.headers.get(item)
+            parts.append(encode(value, 'vary item %r of view %s' % (item, self.name)))
+        user = None
+        if self.per_user:
+            if self.per_user is True:
+                user = request.authenticated_userid
+            else:
+                user = self.per_user(request)
+            parts.append(encode(user, 'the per_user key of view %s' % self.name))
+        return encode_tuple(parts), user
+
+    def call(self, args, request, force=False):
+        """Run the view for ``request``, or replay its stored result."""
+        registry = _registry_of(request)
+        binding = self.binding(registry)
+        if binding is None or request.method not in VIEW_METHODS:
+            return self.func(*args)
+        text, user = self.request_key(request, registry)
+        key = fit(text, binding.key_length)
+        if not force:
+            try:
+                entry = binding.get_entry(key)
+            except Exception as exc:
+                binding.warn('read', exc)
+                return self.func(*args)
+            if entry is not None and binding.fresh(entry):
+                return _replay(request, entry[2])
+
+        def compute():
+            value = self.func(*args)
+            return value, self.stored_form(value, _view_entry(request, value, user))
+
+        return binding.create(key, compute, functools.partial(_replay, request),
+                              force=force)
+
+    def forget(self, request):
+        """Drop the entry of ``request`` in its app's region."""
+        registry = _registry_of(request)
+        binding = self.binding(registry)
+        if binding is not None:
+            binding.delete(fit(self.request_key(request, registry)[0], binding.key_length))
+
+    def wrapper(self):
+        """Views ``(request)`` and ``(context, request)``, and view methods ``(self)``.
+
+        A view method uses ``self.request``; on an object without one it is
+        cached as a plain method, keyed by its class.
+        """
+        as_method = super().wrapper() if self.key is not None else None
+
+        def request_of(args):
+            return getattr(args[0], 'request', None) if as_method else args[-1]
+
+        def cached_view(*args):
+            request = request_of(args)
+            if request is None:
+                return as_method(*args)
+            return self.call(args, request)
+
+        def invalidate(*args):
+            """Drop the entry of this request in the current app's region."""
+            request = request_of(args)
+            if request is None:
+                return as_method.invalidate(*args)
+            self.forget(request)
+
+        def refresh(*args):
+            """Run the view again for this request, store and return its result."""
+            request = request_of(args)
+            if request is None:
+                return as_method.refresh(*args)
+            return self.call(args, request, force=True)
+
+        # Pyramid reads the parameters to call (request) or (context, request).
+        cached_view.__signature__ = inspect.signature(self.func)
+        cached_view.invalidate = invalidate
+        cached_view.refresh = refresh
+        return cached_view
+
+
+def _registry_of(request):
+    return getattr(request, 'registry', None) or get_current_registry()
+
+
+def _route_name(request, registry):
+    """The name of the route ``request`` matched, routing it if it was not.
+
+    Requests made up outside the router (``Request.blank(url)`` given to
+    ``invalidate``) are matched against the app's routes here.
+    """
+    route = request.__dict__.get('matched_route')
+    if route is None:
+        mapper = registry.queryUtility(IRoutesMapper)
+        if mapper is not None:
+            route = mapper(request)['route']
+    return None if route is None else route.name
+
+
+def _response_storable(response):
+    """True for a 200 response without cookies and not private or no-store."""
+    if response.status_code != 200 or 'Set-Cookie' in response.headers:
+        return False
+    directives = response.headers.get('Cache-Control', '').lower().split(',')
+    names = {directive.split('=', 1)[0].strip() for directive in directives}
+    return not names & {'private', 'no-store'}
+
+
+def _view_entry(request, value, user):
+    """What to store for a view's result, or NOT_STORED.
+
+    Responses are stored as status, headers and body; other results (for a
+    renderer) with the status and headers of ``request.response`` if the
+    view touched it.  Nothing is stored when the response sets a cookie, is
+    not a 200, is private or no-store, or when the session was used and the
+    key has no user.
+    """
+    if 'session' in request.__dict__ and user is None:
+        return NOT_STORED  # the result may show this visitor's session
+    if isinstance(value, WebObResponse):
+        if not _response_storable(value):
+            return NOT_STORED
+        headers = [(name, text) for name, text in value.headerlist
+                   if name.lower() != 'set-cookie']
+        return ('response', value.status, headers, value.body)
+    response = request.__dict__.get('response')
+    if response is None:
+        return ('value', value, None)
+    if not _response_storable(response):
+        return NOT_STORED
+    return ('value', value, (response.status, list(response.headerlist)))
+
+
+def _replay(request, stored):
+    """Turn a stored view entry back into the view's result."""
+    if stored[0] == 'response':
+        _, status, headers, body = stored
+        return Response(body=body, status=status,
+                        headerlist=[tuple(pair) for pair in headers])
+    _, value, response_state = stored
+    if response_state is not None:
+        response = request.response
+        response.status = response_state[0]
+        response.headerlist = [tuple(pair) for pair in response_state[1]]
+    return value
