@@ -72,6 +72,7 @@ def browser():
 
 
 def test_shopping_session_in_a_real_browser(server, browser):
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -81,10 +82,29 @@ def test_shopping_session_in_a_real_browser(server, browser):
     def flash_text():
         return [element.text for element in browser.find_elements(By.CSS_SELECTOR, 'p.flash')]
 
+    def page_complete():
+        wait.until(lambda driver: driver.execute_script(
+            'return document.readyState') == 'complete')
+
+    def click(form_id):
+        """Click the form's button; None when the page swapped it meanwhile."""
+        try:
+            button = browser.find_element(By.CSS_SELECTOR, '#%s button' % form_id)
+            button.click()
+            return button
+        except StaleElementReferenceException:
+            return None
+        except WebDriverException as exc:  # Chromium: node left the document
+            if 'does not belong to the document' not in str(exc):
+                raise
+            return None
+
     def submit(form_id):
-        button = browser.find_element(By.CSS_SELECTOR, '#%s button' % form_id)
-        button.click()
+        """Submit a form once its page is complete, and wait for the next page."""
+        page_complete()
+        button = wait.until(lambda driver: click(form_id))
         wait.until(expected_conditions.staleness_of(button))
+        page_complete()
 
     # Log in through the form; the CSRF token travels in a hidden field.
     browser.get(server + '/login')
