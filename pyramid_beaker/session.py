@@ -100,7 +100,7 @@ class SessionFactory:
         else:
             codec = SignedCodec(options['data_serializer'], options['secret'], 'session')
         self.store = module.SESSION_STORE(options, codec)
-        self.client_side = getattr(self.store, 'client_side', False)
+        self.client_side = self.store.client_side
         self.id_cookie = IdCookie(options['secret'])
         self.check_value = _value_check(options['data_serializer'])
         self.timeout = options['timeout']

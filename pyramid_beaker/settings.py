@@ -270,6 +270,31 @@ def _backend_options(type_name):
     return getattr(stores.backend_module(type_name), 'OPTIONS', {})
 
 
+_NEEDS_DATA_DIR = frozenset(('file', 'dbm'))
+_NEEDS_URL = frozenset(('ext:redis', 'ext:memcached', 'ext:database'))
+
+
+def require_location(options, store_type, label):
+    """Raise unless ``options`` say where ``store_type`` keeps its data.
+
+    Files and dbm need ``data_dir``; servers need ``url`` (a database may
+    have a ``bind`` engine instead).  ``beaker:<type>`` follows ``<type>``.
+    """
+    base_type = store_type
+    if store_type.startswith(stores.BEAKER_PREFIX):
+        base_type = store_type[len(stores.BEAKER_PREFIX):]
+    if base_type in _NEEDS_DATA_DIR and not options.get('data_dir'):
+        missing = label('data_dir')
+    elif (base_type in _NEEDS_URL and not options.get('url')
+          and options.get('bind') is None):
+        missing = label('url')
+    else:
+        return
+    hint = ' (or a "bind" engine)' if base_type == 'ext:database' else ''
+    raise ConfigurationError('"%s" is required for "%s" = %s%s'
+                             % (missing, label('type'), store_type, hint))
+
+
 def _check_session_options(options, label_of, prefix):
     """Checks that span several options."""
 
@@ -294,20 +319,7 @@ def _check_session_options(options, label_of, prefix):
         raise ConfigurationError(
             '"%s" = None needs "%s" = true: browsers drop SameSite=None '
             'cookies that are not Secure' % (label('samesite'), label('secure')))
-    if options['type'] in ('ext:redis', 'ext:memcached') and not options['url']:
-        raise ConfigurationError(
-            '"%s" is required for "%s" = %s'
-            % (label('url'), label('type'), options['type']))
-    if options['type'] == 'ext:database' and not (options['url'] or options.get('bind')):
-        raise ConfigurationError(
-            '"%s" (or a "bind" engine) is required for "%s" = ext:database'
-            % (label('url'), label('type')))
-    if options['type'] == 'file' and not options['data_dir']:
-        raise ConfigurationError(
-            '"%s" is required for "%s" = file' % (label('data_dir'), label('type')))
-    if options['type'] == 'dbm' and not options['data_dir']:
-        raise ConfigurationError(
-            '"%s" is required for "%s" = dbm' % (label('data_dir'), label('type')))
+    require_location(options, options['type'], label)
 
 
 def masked(options):
@@ -352,8 +364,6 @@ REGION_CONTROL_OPTIONS = frozenset(('type', 'expire', 'enabled', 'key_length'))
 _OPTIONAL_REGION_OPTIONS = ('data_dir', 'lock_dir', 'url')
 #: Only regions that sign their entries (server-side, ours) keep these.
 _SIGNING_OPTIONS = ('secret', 'data_serializer')
-_NEEDS_DATA_DIR = frozenset(('file', 'dbm'))
-_NEEDS_URL = frozenset(('ext:redis', 'ext:memcached', 'ext:database'))
 _NOT_A_REGION_TYPE = frozenset(('cookie',))
 
 
@@ -508,16 +518,7 @@ def _coerce_region(name, prefix, layered):
     module = None if beaker_own else _region_backend(store_type, label('type'))
     _add_backend_options(options, layered, getattr(module, 'OPTIONS', {}),
                          beaker_own)
-    base_type = store_type[len(stores.BEAKER_PREFIX):] if beaker_own else store_type
-    if base_type in _NEEDS_DATA_DIR and not options.get('data_dir'):
-        raise ConfigurationError(
-            '"%s" is required for "%s" = %s'
-            % (label('data_dir'), label('type'), store_type))
-    if (base_type in _NEEDS_URL and not options.get('url')
-            and options.get('bind') is None):
-        raise ConfigurationError(
-            '"%s" is required for "%s" = %s'
-            % (label('url'), label('type'), store_type))
+    require_location(options, store_type, label)
     options['type'] = _beaker_type_name(store_type, module, label('type'))
     return options
 

@@ -12,7 +12,7 @@ import time
 
 from beaker.container import NamespaceManager
 
-from ..codec import InvalidData
+from ..codec import InvalidData, SignedCodec
 
 log = logging.getLogger('pyramid_beaker')
 
@@ -61,6 +61,8 @@ class SessionStore:
     """
 
     name = 'base'
+    #: True for stores that keep the whole session in the cookie.
+    client_side = False
 
     def __init__(self, options, codec):
         self.options = options
@@ -115,8 +117,6 @@ class BaseNamespaceManager(NamespaceManager):
     name = 'base'
 
     def __init__(self, namespace, secret=None, data_serializer='pickle', **options):
-        from ..codec import SignedCodec
-
         super().__init__(namespace)
         if not secret:
             raise ValueError(

@@ -9,13 +9,10 @@ import threading
 
 from beaker.synchronization import NameLock
 
-from ..codec import CopyCodec
 from .base import NamespaceManager, Record, SessionStore, merge, now
 
 ENTRY_POINT = 'pyramid_beaker.memory'
 OPTIONS = {}
-#: Default idle lifetime of memory sessions without a ``timeout``: 30 days.
-DEFAULT_MAX_IDLE = 30 * 24 * 3600
 
 
 class MemorySessionStore(SessionStore):
@@ -72,11 +69,6 @@ class MemorySessionStore(SessionStore):
         for session_id, entry in list(self.records.items()):
             if entry[3] < when or (max_idle is not None and entry[2] + max_idle < when):
                 del self.records[session_id]
-
-
-def make_memory_codec(options):
-    """Memory stores copy through the configured serializer, unsigned."""
-    return CopyCodec(options.get('data_serializer') or 'json')
 
 
 class MemoryNamespaceManager(NamespaceManager):
