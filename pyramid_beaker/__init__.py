@@ -2,8 +2,8 @@
 from pyramid.interfaces import PHASE0_CONFIG
 
 from .cache import set_cache_regions_from_settings
-from .cached import add_cached_function, cached_region
-from .directives import add_beaker_session, add_cache_region
+from .decorator import cached_region
+from .directives import add_beaker_session, add_cache_region, add_cached_function
 from .session import BeakerSessionFactoryConfig, session_factory_from_settings
 from .settings import SESSION_PREFIXES, region_names
 
@@ -24,7 +24,7 @@ def includeme(config):
 
     * adds the :func:`~.directives.add_beaker_session`,
       :func:`~.directives.add_cache_region` and
-      :func:`~.cached.add_cached_function` directives (``config.scan()``
+      :func:`~.directives.add_cached_function` directives (``config.scan()``
       uses the last one for ``@cached_region`` functions);
     * when the configuration is committed, calls
       ``config.add_beaker_session()`` if any ``session.*`` or

@@ -1,6 +1,6 @@
 """Cached views: how ``@cached_region`` keys, stores and replays a view's result.
 
-:mod:`pyramid_beaker.cached` builds a :class:`CachedView` for a function
+:mod:`pyramid_beaker.decorator` builds a :class:`CachedView` for a function
 whose parameters are ``(request)`` or ``(context, request)``, or a method
 taking only ``self`` (a class-based view).  Only GET and HEAD requests are
 cached; the key is made from the request (see :meth:`CachedView.request_key`)
@@ -15,7 +15,8 @@ from pyramid.response import Response
 from pyramid.threadlocal import get_current_registry
 from webob import Response as WebObResponse
 
-from .cached import NOT_STORED, CachedFunction
+from .binding import NOT_STORED
+from .cached_functions import CachedFunction
 from .keys import encode, encode_tuple, fit
 
 VIEW_METHODS = frozenset(('GET', 'HEAD'))

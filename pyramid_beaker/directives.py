@@ -1,6 +1,7 @@
-"""Configurator directives: ``add_beaker_session`` and ``add_cache_region``.
+"""Configurator directives: ``add_beaker_session``, ``add_cache_region``
+and ``add_cached_function``.
 
-Both are added to the Configurator by ``config.include('pyramid_beaker')``.
+All three are added to the Configurator by ``config.include('pyramid_beaker')``.
 They read settings when the configuration is committed, so settings added
 with ``config.add_settings`` after the call still count.
 """
@@ -8,6 +9,8 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import PHASE1_CONFIG, ISessionFactory
 
 from . import cache
+from .binding import bind
+from .cached_functions import CachedFunction
 from .session import SessionFactory
 from .settings import (
     REGION_OPTIONS,
@@ -104,3 +107,47 @@ def add_cache_region(config, name, **options):
 
     config.action(('beaker cache region', name), register,
                   order=REGION_PHASE, introspectables=(intr,))
+
+
+def add_cached_function(config, function):
+    """Bind a ``@cached_region`` function to the app's region of that name.
+
+    Added as a Configurator method by ``config.include('pyramid_beaker')``;
+    ``config.scan()`` calls it for every decorated function it finds.  Call
+    it yourself to bind a function without scanning:
+
+    .. code-block:: python
+
+        config.add_cached_function(exchange_rate)
+
+    :param function: a function decorated with :class:`cached_region`, or
+        its dotted name.
+
+    At commit (after the regions exist) a missing region raises
+    :class:`~pyramid.exceptions.ConfigurationError` naming the region and
+    the function's file and line.  The function is listed in the
+    introspector under ``'beaker cached functions'``, related to its region.
+    """
+    function = config.maybe_dotted(function)
+    cached = getattr(function, '__cached_region__', None)
+    if not isinstance(cached, CachedFunction):
+        raise ConfigurationError(
+            '"function" must be decorated with @cached_region, not %r' % (function,))
+    intr = config.introspectable(
+        'beaker cached functions', cached.name, config.object_description(function),
+        'beaker cached view' if cached.view else 'beaker cached function')
+    intr.update(function=function, region=cached.region, view=cached.view,
+                vary=cached.vary, ignore=cached.ignore, per_user=cached.per_user)
+    intr.relate('beaker cache regions', cached.region)
+
+    def register():
+        region = cache.get_region(config.registry, cached.region)
+        if region is None:
+            raise ConfigurationError(
+                '@cached_region("%s") on %s: no cache region named "%s" is '
+                'configured (list it in "cache.regions" or call '
+                'config.add_cache_region(%r))'
+                % (cached.region, cached.where(), cached.region, cached.region))
+        intr['namespace'] = bind(config.registry, cached, region).namespace
+
+    config.action(None, register, introspectables=(intr,))

@@ -11,8 +11,8 @@ import pytest
 import redis
 from pyramid.exceptions import ConfigurationError
 
+from pyramid_beaker import cached_region
 from pyramid_beaker.cache import get_region
-from pyramid_beaker.cached import cached_region
 
 from .backend_faults import RedisServer, require_redis_server
 from .scanfixtures import services, unbound

@@ -1,0 +1,117 @@
+"""Cached functions and methods: the call path of a ``@cached_region`` function.
+
+:class:`CachedFunction` holds what one decorated function needs to be bound
+and called; :func:`function_wrapper` builds the function that replaces it.
+Views use the subclass in :mod:`pyramid_beaker.cached_views`.
+"""
+import time
+
+from pyramid.threadlocal import get_current_registry
+from pyramid.threadlocal import manager as threadlocals
+
+from .binding import BINDINGS, NO_BINDINGS, NOT_STORED, bindings, log
+from .keys import fit
+
+
+class CachedFunction:
+    """What one decorated function needs to be bound and called.
+
+    Views use the subclass :class:`~pyramid_beaker.cached_views.CachedView`.
+    """
+
+    view = False
+
+    def __init__(self, func, region, vary, ignore, should_cache, per_user):
+        self.func = func
+        self.region = region
+        self.vary = vary
+        self.ignore = ignore
+        self.should_cache = should_cache
+        self.per_user = per_user
+        self.name = '%s.%s' % (func.__module__, func.__qualname__)
+        self.key = None  # key(args, kw) -> text, for all but views
+        self.warned_unbound = False
+
+    def binding(self, registry):
+        """The enabled binding of this function in ``registry``, or None."""
+        binding = bindings(registry).get(self)
+        if binding is None:
+            self.unbound()
+        elif binding.enabled:
+            return binding
+        return None
+
+    def unbound(self):
+        if not self.warned_unbound:
+            self.warned_unbound = True
+            log.warning('%s is called in an app where no config.scan() or '
+                        'config.add_cached_function() bound it to cache region '
+                        '%r; it runs uncached there', self.name, self.region)
+
+    def stored_form(self, value, stored):
+        """``stored``, or NOT_STORED when ``should_cache`` refuses ``value``."""
+        if self.should_cache is None or self.should_cache(value):
+            return stored
+        return NOT_STORED
+
+    def where(self):
+        """The function's name, file and line, for error messages."""
+        code = self.func.__code__
+        return '%s (%s, line %d)' % (self.name, code.co_filename, code.co_firstlineno)
+
+    def create(self, binding, key, args, kw, force=False):
+        """The slow path of a call: a miss, or an explicit refresh."""
+
+        def compute():
+            value = self.func(*args, **kw)
+            return value, self.stored_form(value, value)
+
+        return binding.create(key, compute, force=force)
+
+    def wrapper(self):
+        """The function that replaces the decorated one."""
+        return function_wrapper(self)
+
+
+def function_wrapper(cached):
+    func, key_of, now = cached.func, cached.key, time.time
+
+    def cached_function(*args, **kw):
+        # The hit path, kept flat: it is what a cached call costs.  The
+        # registry is looked up as get_current_registry() does, minus a call.
+        registry = threadlocals.get()['registry']
+        binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
+        if binding is None or not binding.enabled:
+            if binding is None:
+                cached.unbound()
+            return func(*args, **kw)
+        key = key_of(args, kw)
+        if len(key) > binding.key_length:
+            key = fit(key, binding.key_length)
+        try:
+            entry = binding.get_entry(key)
+        except Exception as exc:
+            binding.warn('read', exc)
+            return func(*args, **kw)
+        if entry is not None and (not binding.check_age
+                                  or now() - entry[0] < binding.expire):
+            return entry[2]
+        return cached.create(binding, key, args, kw)
+
+    def invalidate(*args, **kw):
+        """Drop the entry of these arguments in the current app's region."""
+        binding = cached.binding(get_current_registry())
+        if binding is not None:
+            binding.delete(fit(cached.key(args, kw), binding.key_length))
+
+    def refresh(*args, **kw):
+        """Compute the value of these arguments again, store and return it."""
+        binding = cached.binding(get_current_registry())
+        if binding is None:
+            return func(*args, **kw)
+        key = fit(cached.key(args, kw), binding.key_length)
+        return cached.create(binding, key, args, kw, force=True)
+
+    cached_function.invalidate = invalidate
+    cached_function.refresh = refresh
+    return cached_function

@@ -1,0 +1,182 @@
+"""``@cached_region``: keep a function's, a method's or a view's results in a cache region.
+
+The decorator only marks the function.  ``config.scan()`` finds it (venusian
+category ``'pyramid'``) and calls
+:func:`~pyramid_beaker.directives.add_cached_function`, whose action binds
+it, at commit, to the region of that name in the app being configured (see
+:mod:`pyramid_beaker.binding`).  Plain functions and methods are cached by
+:mod:`pyramid_beaker.cached_functions`, views by
+:mod:`pyramid_beaker.cached_views`.
+"""
+import functools
+import inspect
+
+import venusian
+from pyramid.exceptions import ConfigurationError
+
+from .cached_functions import CachedFunction
+from .cached_views import CachedView
+from .keys import KeyMaker
+
+_VIEW_SHAPES = frozenset(('view', 'context view', 'view method'))
+
+
+def _in_class(func):
+    """True for a function defined in a class body (a method)."""
+    outer, dot, _ = func.__qualname__.rpartition('.')
+    return bool(dot) and not outer.endswith('<locals>')
+
+
+def _shape(func):
+    """``'view'``, ``'context view'``, ``'view method'``, ``'method'`` or ``'function'``.
+
+    Parameters ``(request)`` or ``(context, request)`` make a view; a method
+    taking only ``self`` is a *view method*: cached as a view of
+    ``self.request`` when the object has one (a class-based view), by its
+    class otherwise.
+    """
+    params = inspect.signature(func).parameters.values()
+    names = tuple(p.name for p in params)
+    plain = all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
+                for p in params)
+    method = _in_class(func)
+    if plain and names == ('request',):
+        return 'view'
+    if plain and names == ('context', 'request'):
+        return 'context view'
+    if method and plain and names == ('self',):
+        return 'view method'
+    if method and names[:1] in (('self',), ('cls',)):
+        return 'method'
+    return 'function'
+
+
+class cached_region:
+    """Cache the results of a function, a method or a view in a cache region.
+
+    .. code-block:: python
+
+        from pyramid_beaker import cached_region
+
+        @cached_region('short_term')
+        def exchange_rate(base, quote):
+            return slow_api_call(base, quote)
+
+        @view_config(route_name='report', renderer='json')
+        @cached_region('short_term', vary=('Accept-Language',))
+        def report(request):
+            return build_report(request.params)
+
+    :param region: the name of a region configured in the app (by the
+        ``cache.regions`` setting or ``config.add_cache_region``).
+    :param vary: views only: request header names, or callables of the
+        request returning a keyable value, that the response depends on.
+    :param ignore: names of parameters left out of the key (such as a
+        database session).
+    :param should_cache: ``should_cache(value)`` returning false keeps a
+        result out of the cache (e.g. ``lambda value: value is not None``).
+    :param per_user: views only: ``True`` adds ``request.authenticated_userid``
+        to the key, a callable of the request adds what it returns.  Only
+        then may a view that used ``request.session`` be stored, and only
+        for a known user (a key that is not None).
+
+    A function whose parameters are exactly ``(request)`` or
+    ``(context, request)`` is cached as a view, and so is a method taking
+    only ``self`` on an object with a ``request`` attribute (a class-based
+    view).  Any other function is keyed by its arguments (see
+    :mod:`pyramid_beaker.keys`); methods by the class of ``self``/``cls``.
+    Put ``@classmethod`` and ``@staticmethod`` above ``@cached_region``.  The function is bound by
+    ``config.scan()`` (which needs ``config.include('pyramid_beaker')``
+    first) or :func:`add_cached_function`; where no app bound it, it runs
+    uncached and logs one warning.
+
+    The decorated function has ``invalidate(*args, **kw)`` (drop the entry
+    of those arguments), ``refresh(*args, **kw)`` (compute and store it
+    again, returning the value) and ``region`` (the region name).
+    """
+
+    def __init__(self, region, vary=(), ignore=(), should_cache=None,
+                 per_user=False, _category='pyramid', _depth=0):
+        if not isinstance(region, str) or not region.strip():
+            raise TypeError('"region" must be a region name, not %r' % (region,))
+        if isinstance(vary, str):
+            vary = (vary,)
+        vary = tuple(vary)
+        for item in vary:
+            if not (callable(item) or (isinstance(item, str) and item)):
+                raise TypeError('"vary" must hold header names or callables '
+                                'of the request, not %r' % (item,))
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        if should_cache is not None and not callable(should_cache):
+            raise TypeError('"should_cache" must be callable, not %r' % (should_cache,))
+        if not (isinstance(per_user, bool) or callable(per_user)):
+            raise TypeError('"per_user" must be True, False or a callable of '
+                            'the request, not %r' % (per_user,))
+        self.region = region
+        self.vary = vary
+        self.ignore = tuple(ignore)
+        self.should_cache = should_cache
+        self.per_user = per_user
+        self.category = _category
+        self.depth = _depth
+
+    def __call__(self, wrapped):
+        if isinstance(wrapped, (classmethod, staticmethod)):
+            raise TypeError('@cached_region must come below @%s'
+                            % type(wrapped).__name__)
+        if not inspect.isfunction(wrapped):
+            raise TypeError('@cached_region decorates functions, not %r' % (wrapped,))
+        shape = _shape(wrapped)
+        if shape in _VIEW_SHAPES:
+            kind = CachedView
+        else:
+            kind = CachedFunction
+        cached = kind(wrapped, self.region, self.vary, self.ignore,
+                      self.should_cache, self.per_user)
+        if cached.view and self.ignore:
+            raise TypeError('@cached_region on view %s: views are keyed by the '
+                            'request, so "ignore" does not apply' % cached.name)
+        if not cached.view and (self.vary or self.per_user):
+            raise TypeError(
+                '@cached_region on %s: "vary" and "per_user" apply to views, '
+                'whose parameters are (request) or (context, request)'
+                % cached.name)
+        if shape != 'view' and shape != 'context view':
+            cached.key = KeyMaker(wrapped, self.ignore, owner=shape != 'function').key
+        wrapper = cached.wrapper()
+        functools.wraps(wrapped)(wrapper)
+        wrapper.__cached_region__ = cached
+        wrapper.region = self.region
+
+        def callback(scanner, name, ob):
+            config = scanner.config.with_package(info.module)
+            try:
+                directive = config.add_cached_function
+            except AttributeError:
+                raise ConfigurationError(
+                    '@cached_region(%r) on %s: call config.include('
+                    '"pyramid_beaker") before config.scan()'
+                    % (self.region, cached.where())) from None
+            directive(wrapper, _info=info.codeinfo)
+
+        info = venusian.attach(wrapper, callback, category=self.category,
+                               depth=self.depth + 1)
+        if info.scope != 'class':
+            _adopt_callbacks(wrapped, wrapper)
+        return wrapper
+
+
+def _adopt_callbacks(wrapped, wrapper):
+    """Keep decorators that attached to ``wrapped`` (e.g. @view_config below us).
+
+    venusian only runs callbacks attached to the object the scan finds,
+    which is ``wrapper``; they are copied onto it, so the view is registered
+    with the cached function instead of being silently dropped.
+    """
+    theirs = wrapped.__dict__.get(venusian.ATTACH_ATTR)
+    if theirs is None or not theirs.attached_to(None, None, wrapped):
+        return
+    mine = getattr(wrapper, venusian.ATTACH_ATTR)
+    for category, callbacks in theirs.items():
+        mine.setdefault(category, []).extend(callbacks)
