@@ -1,5 +1,6 @@
 """The dbm backend: sessions and cache regions in dbm files of a temporary directory."""
 import dbm
+import json
 import os
 import shutil
 import subprocess
@@ -169,6 +170,51 @@ def test_concurrent_processes_all_keep_their_keys(store, data_dir):
         assert process.wait(timeout=60) == 0
     expected = {'p%d-%d' % (p, n): n for p in range(4) for n in range(10)}
     assert store.load(sid).data == expected
+
+
+STEP = '''
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from pyramid_beaker.codec import SignedCodec
+from pyramid_beaker.stores.dbm import DBMSessionStore
+store = DBMSessionStore({'data_dir': sys.argv[2]}, SignedCodec('json', sys.argv[3], 'session'))
+now = time.time()
+for session_id, key in zip(sys.argv[4::2], sys.argv[5::2]):
+    store.save(session_id, {key: 'x' * 50}, frozenset({'gone'}), now, now, 600)
+print(json.dumps([store.load(session_id).data for session_id in sys.argv[4::2]]))
+'''
+
+
+def other_process_saves(data_dir, *pairs):
+    """Save ``{key: 'x' * 50}`` for each (id, key) in another process; return what it read."""
+    done = subprocess.run([sys.executable, '-c', STEP, os.path.dirname(HERE), data_dir,
+                           SECRET] + [part for pair in pairs for part in pair],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_reads_between_writes_of_other_processes_stay_current(store, data_dir):
+    # This process keeps the database open between operations; another
+    # process's writes (new entries, and values moved within the data file)
+    # must be seen, and must survive this process's next write.
+    now = time.time()
+    mine, theirs = new_id(), new_id()
+    store.save(mine, {'a': 1, 'gone': 1}, frozenset(), now, now, 600)
+    assert store.load(mine).data == {'a': 1, 'gone': 1}
+    other_process_saves(data_dir, (mine, 'b'), (theirs, 't1'))
+    assert store.load(mine).data == {'a': 1, 'b': 'x' * 50}
+    assert store.load(theirs).data == {'t1': 'x' * 50}
+    store.save(new_id(), {'c': 3}, frozenset(), now, now, 600)
+    store.save(theirs, {'mine': 1}, frozenset(), now, now, 600)
+    assert other_process_saves(data_dir, (theirs, 't2')) == [
+        {'t1': 'x' * 50, 't2': 'x' * 50, 'mine': 1}]
+    assert store.load(theirs).data == {'t1': 'x' * 50, 't2': 'x' * 50, 'mine': 1}
+    assert store.load(mine).data == {'a': 1, 'b': 'x' * 50}
+    assert store.purge_expired(600, now + 10_000) == 3
+    assert store.load(mine) is None
+    other_process_saves(data_dir, (mine, 'again'))
+    assert store.load(mine).data == {'again': 'x' * 50}
 
 
 def test_planted_pickles_are_never_loaded(store, data_dir, tmp_dir):

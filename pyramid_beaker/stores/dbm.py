@@ -5,14 +5,22 @@ then gdbm, ndbm, else ``dbm.dumb``); existing files are opened with the
 module that wrote them.  None of them is safe for concurrent writers, so
 every operation opens the file under an ``fcntl.flock`` on a lock file
 (shared to read, exclusive to write) and closes it before unlocking.  That
-makes saves atomic merges across threads and processes of one machine, at
-the cost of reopening the file each time.
+makes saves atomic merges across threads and processes of one machine.
+
+Opening a ``dbm.dumb`` database reads its whole index (one line per
+entry), so reopening it for each operation made every read cost O(number of
+entries).  Such a database is therefore kept open between operations, and
+each writer stamps the lock file with a fresh random token: an operation
+reuses the open database only when the token and the index file's identity
+are what they were when this process last opened or wrote it.  The other
+dbm modules open in O(1) and are reopened each time.
 """
 import contextlib
 import dbm
 import fcntl
 import hashlib
 import os
+import secrets
 import struct
 import time
 
@@ -36,33 +44,100 @@ _SUFFIXES = ('', '.db', '.dat', '.dir', '.bak', '.pag')
 _TIMES = struct.Struct('>dd')
 
 
+#: Bytes at the start of the lock file holding the last writer's token.
+_TOKEN_SIZE = 16
+
+
 @contextlib.contextmanager
 def flocked(path, exclusive):
-    """Hold a shared or exclusive ``flock`` on the file ``path``."""
+    """Hold a shared or exclusive ``flock`` on the file ``path``; yield its fd."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
+        yield fd
     finally:
         os.close(fd)
+
+
+def _is_dumb(db):
+    return type(db).__module__ == 'dbm.dumb'
+
+
+def _mark_clean(db):
+    """Tell a synced ``dbm.dumb`` database its index is saved; return success.
+
+    It never forgets that it was modified, so it would rewrite its index
+    again when closed or collected, later, without our lock, from a copy
+    that may be stale by then.  Its ``_modified`` flag is private: when it
+    is missing, the caller closes the database instead of keeping it.
+    """
+    if not hasattr(db, '_modified'):
+        return False
+    db._modified = False
+    return True
 
 
 class DBMFile:
     """A dbm database opened for one operation at a time under a file lock.
 
     The database is created by its first write; until then it reads as empty.
+    A ``dbm.dumb`` database stays open between operations (see the module
+    docstring); ``_kept`` is ``(version, db)``, where ``version`` is what
+    :meth:`_version` returned when ``db`` was last known current.
     """
 
     def __init__(self, path, lock_path):
         self.path = path
         self.lock_path = lock_path
+        self._kept = None
 
     @contextlib.contextmanager
     def open(self, write=False):
         """Yield the open database; writers exclude everyone else."""
-        with flocked(self.lock_path, write):
-            with self._opened('c' if write else 'r') as db:
+        with flocked(self.lock_path, write) as fd:
+            version = self._version(fd)
+            kept = self._kept
+            if kept is not None and version is not None and kept[0] == version:
+                db = kept[1]
+            elif not write and dbm.whichdb(self.path) is None:
+                yield {}
+                return
+            else:
+                db = dbm.open(self.path, 'c' if write or self._is_dumb_file() else 'r')
+                if not _is_dumb(db):
+                    with contextlib.closing(db):
+                        yield db
+                    return
+            if not write:
+                self._kept = (version, db)
                 yield db
+                return
+            self._kept = None
+            try:
+                yield db
+            finally:
+                db.sync()
+                os.pwrite(fd, secrets.token_bytes(_TOKEN_SIZE), 0)
+            if _mark_clean(db):
+                self._kept = (self._version(fd), db)
+            else:
+                db.close()
+
+    def _is_dumb_file(self):
+        return dbm.whichdb(self.path) == 'dbm.dumb'
+
+    def _version(self, fd):
+        """The last writer's token and the index file's identity (call while locked)."""
+        try:
+            info = os.stat(self.path + '.dir')
+        except FileNotFoundError:
+            return None
+        return os.pread(fd, _TOKEN_SIZE, 0), info.st_ino, info.st_size, info.st_mtime_ns
+
+    def _forget(self, fd):
+        """Drop the kept database and tell other processes to drop theirs."""
+        self._kept = None
+        os.pwrite(fd, secrets.token_bytes(_TOKEN_SIZE), 0)
 
     def _opened(self, flag):
         """Open the database (call while locked); a missing one reads as empty."""
@@ -78,7 +153,8 @@ class DBMFile:
         rewrites its whole index for each deleted key.  ``progress(done,
         total)`` is called once all entries were examined.
         """
-        with flocked(self.lock_path, True):
+        with flocked(self.lock_path, True) as fd:
+            self._forget(fd)
             with self._opened('r') as db:
                 items = [(key, db[key]) for key in db.keys()]
             kept = [(key, value) for key, value in items if wanted(value)]
@@ -102,7 +178,8 @@ class DBMFile:
 
     def remove(self):
         """Delete the database files."""
-        with flocked(self.lock_path, True):
+        with flocked(self.lock_path, True) as fd:
+            self._forget(fd)
             for suffix in _SUFFIXES:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self.path + suffix)
