@@ -374,7 +374,6 @@ def test_unknown_beaker_type_fails_at_startup():
 
 def test_memory_sessions_past_timeout_are_swept(tmp_dir):
     factory = BeakerSessionFactoryConfig(**options_for('memory', tmp_dir, timeout=1))
-    factory.store.sweep_every = 10
     for _ in range(5):
         make_app(factory).get('/set', {'a': '1'})
     assert len(factory.store.records) == 5
@@ -382,6 +381,41 @@ def test_memory_sessions_past_timeout_are_swept(tmp_dir):
     for _ in range(5):
         make_app(factory).get('/set', {'b': '2'})
     assert len(factory.store.records) == 5  # the five dead ones were dropped
+
+
+def test_memory_sweep_drops_a_bounded_batch_per_save_and_spares_live_sessions(tmp_dir):
+    store = BeakerSessionFactoryConfig(**options_for('memory', tmp_dir)).store
+    store.sweep_batch = 3
+    current = time.time()
+    for n in range(4):  # touched later, so still alive
+        store.save('live%d' % n, {'n': n}, frozenset(), current - 50, current - 50, 60)
+    for n in range(8):
+        store.save('dead%d' % n, {'n': n}, frozenset(), current - 50, current - 50, 10)
+    for n in range(4):
+        store.touch('live%d' % n, current, 60)
+    assert len(store.records) == 12
+    store.save('new0', {'n': 0}, frozenset(), current, current, 60)
+    assert sorted(store.records)[:5] == ['dead3', 'dead4', 'dead5', 'dead6', 'dead7']
+    store.save('new1', {'n': 1}, frozenset(), current, current, 60)
+    store.save('new2', {'n': 2}, frozenset(), current, current, 60)
+    assert sorted(store.records) == ['live0', 'live1', 'live2', 'live3',
+                                     'new0', 'new1', 'new2']
+    assert all(store.load('live%d' % n).data == {'n': n} for n in range(4))
+
+
+def test_memory_purge_drops_every_expired_session_in_steps(tmp_dir):
+    store = BeakerSessionFactoryConfig(**options_for('memory', tmp_dir)).store
+    store.purge_chunk = 4
+    current = time.time()
+    for n in range(10):  # saved out of expiry order: purging does not rely on it
+        ttl = 10 if n % 2 else 600
+        store.save('s%d' % n, {'n': n}, frozenset(), current - 50, current - 50, ttl)
+    calls = []
+    assert store.purge_expired(600, progress=lambda *args: calls.append(args)) == 5
+    assert calls == [(4, 10), (8, 10), (10, 10)]
+    assert sorted(store.records) == ['s0', 's2', 's4', 's6', 's8']
+    assert store.purge_expired(20, current + 1) == 5
+    assert not store.records
 
 
 def test_purge_expired_keeps_live_file_sessions(tmp_dir):

@@ -2,9 +2,10 @@
 
 Nothing leaves the process, so nothing is signed; session records are still
 serialized (JSON by default) so that memory sessions behave exactly like the
-server-side ones.  Idle sessions are swept out as new ones are saved, so a
+server-side ones.  Idle sessions are swept out as sessions are saved, so a
 process does not keep dead sessions forever.
 """
+import collections
 import threading
 
 from beaker.synchronization import NameLock
@@ -16,16 +17,25 @@ OPTIONS = {}
 
 
 class MemorySessionStore(SessionStore):
-    """Session records in a dict of this process, guarded by one lock."""
+    """Session records in a dict of this process, guarded by one lock.
+
+    Records are kept in the order they were last saved or touched, which is
+    the order they expire in (every save and touch gives the same lifetime).
+    Each save drops at most ``sweep_batch`` expired records from the old
+    end, so sweeping never holds the lock for long however many sessions
+    the process keeps.
+    """
 
     name = 'memory'
-    sweep_every = 1000
+    sweep_batch = 100
+    #: Records :meth:`purge_expired` examines per hold of the lock.
+    purge_chunk = 2000
 
     def __init__(self, options, codec):
         super().__init__(options, codec)
-        self.records = {}  # id -> [serialized data, created, accessed, expires]
+        # id -> [serialized data, created, accessed, expires]
+        self.records = collections.OrderedDict()
         self.lock = threading.Lock()
-        self._saves = 0
 
     def load(self, session_id):
         entry = self.records.get(session_id)
@@ -35,7 +45,7 @@ class MemorySessionStore(SessionStore):
 
     def save(self, session_id, changed, deleted, created, accessed, ttl):
         with self.lock:
-            entry = self.records.get(session_id)
+            entry = self.records.pop(session_id, None)
             if entry is None or entry[3] < now():
                 data = {}
             else:
@@ -44,31 +54,44 @@ class MemorySessionStore(SessionStore):
             merge(data, changed, deleted)
             self.records[session_id] = [
                 self.codec.dumps(data), created, accessed, accessed + ttl]
-            self._saves += 1
-            if self._saves % self.sweep_every == 0:
-                self._sweep(now())
+            self._sweep(now())
 
     def touch(self, session_id, accessed, ttl):
         with self.lock:
             entry = self.records.get(session_id)
             if entry is not None:
                 entry[2], entry[3] = accessed, accessed + ttl
+                self.records.move_to_end(session_id)
 
     def delete(self, session_id):
         with self.lock:
             self.records.pop(session_id, None)
 
     def purge_expired(self, max_idle, now_=None, progress=None):
+        """Drop every record idle past ``max_idle`` or expired, in short locked steps."""
         when = now() if now_ is None else now_
         with self.lock:
-            before = len(self.records)
-            self._sweep(when, max_idle)
-            return before - len(self.records)
+            ids = list(self.records)
+        dropped = 0
+        for start in range(0, len(ids), self.purge_chunk):
+            with self.lock:
+                for session_id in ids[start:start + self.purge_chunk]:
+                    entry = self.records.get(session_id)
+                    if entry is not None and (entry[3] < when or entry[2] + max_idle < when):
+                        del self.records[session_id]
+                        dropped += 1
+            if progress is not None:
+                progress(min(start + self.purge_chunk, len(ids)), len(ids))
+        return dropped
 
-    def _sweep(self, when, max_idle=None):
-        for session_id, entry in list(self.records.items()):
-            if entry[3] < when or (max_idle is not None and entry[2] + max_idle < when):
-                del self.records[session_id]
+    def _sweep(self, when):
+        """Drop up to ``sweep_batch`` expired records from the old end (locked)."""
+        records = self.records
+        for _ in range(self.sweep_batch):
+            oldest = next(iter(records), None)
+            if oldest is None or records[oldest][3] >= when:
+                return
+            del records[oldest]
 
 
 class MemoryNamespaceManager(NamespaceManager):
