@@ -100,7 +100,10 @@ def prefix(memcached_url):
 
 @pytest.fixture
 def raw(memcached_url):
-    client = Client(server_address(memcached_url), timeout=5, connect_timeout=5)
+    # default_noreply=False: every set and delete waits for the server's
+    # answer, so the next line of a test sees what was written.
+    client = Client(server_address(memcached_url), timeout=5, connect_timeout=5,
+                    default_noreply=False)
     yield client
     client.close()
 
