@@ -367,7 +367,7 @@ def test_concurrent_misses_in_several_processes_compute_once(
     workers = [subprocess.Popen(
         [sys.executable, '-m', 'tests.scanfixtures.worker', redis_url,
          redis_prefix, tally, go], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)]
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
     try:
         for worker in workers:
             assert worker.stdout.readline().strip() == 'ready'
