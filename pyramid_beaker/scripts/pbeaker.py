@@ -9,10 +9,12 @@ works on what the app configured::
 
 Failures (an ini file that cannot be loaded, an unknown region, a backend
 that cannot be reached) print one line on stderr and exit with status 1;
-bad command lines exit with status 2.
+bad command lines exit with status 2.  Output cut short by its reader
+(``pbeaker app.ini show | head``) ends quietly with status 1.
 """
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -60,7 +62,15 @@ class CommandError(Exception):
 def main(argv=None, quiet=False):
     """Run ``pbeaker``; return the exit status."""
     command = PBeakerCommand(sys.argv if argv is None else argv, quiet)
-    return command.run()
+    try:
+        return command.run()
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop writing, say nothing, and
+        # keep the interpreter's final flush from failing again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_ERROR
 
 
 def describe(exc):
@@ -82,6 +92,19 @@ def as_text(value):
     if isinstance(value, (list, tuple, frozenset, set)):
         return ', '.join(as_text(item) for item in value) or '-'
     return str(value)
+
+
+def effective_session_options(factory):
+    """The options of a session factory with the defaults it applies filled in.
+
+    ``refresh_interval`` is the factory's computed interval; an unset
+    ``lock_dir`` of a store that keeps files is its ``data_dir``.
+    """
+    options = dict(factory.options)
+    options['refresh_interval'] = factory.refresh_interval
+    if options.get('lock_dir') is None and options.get('data_dir'):
+        options['lock_dir'] = options['data_dir']
+    return options
 
 
 class ProgressBar:
@@ -149,20 +172,28 @@ class PBeakerCommand:
         clear = commands.add_parser('clear-region', help='empty one cache region')
         clear.add_argument('region', metavar='NAME', help='the region to clear')
         for command in commands.choices.values():
-            command.add_argument('config_vars', nargs='*', metavar='NAME=VALUE',
-                                 help='variables for the ini file')
+            # default=[]: optional, also in argparse's "required" message.
+            command.add_argument('config_vars', nargs='*', default=[],
+                                 metavar='NAME=VALUE', help='variables for the ini file')
         return parser
 
     def run(self):
-        args = self.parser().parse_args(self.argv[1:])  # exits 2 when bad
+        parser = self.parser()
+        args = parser.parse_args(self.argv[1:])  # exits 2 when bad
         try:
-            env = self.load(args.config_uri, args.config_vars, args.traceback)
+            options = parse_vars(args.config_vars)
+        except ValueError as exc:
+            parser.error(str(exc))  # exits 2
+        try:
+            env = self.load(args.config_uri, options, args.traceback)
         except CommandError as exc:
             return self.fail(str(exc))
         try:
             return self.dispatch(env['registry'], args)
         except CommandError as exc:
             return self.fail(str(exc))
+        except BrokenPipeError:
+            raise
         except KeyboardInterrupt:
             return self.fail('interrupted')
         except Exception as exc:
@@ -180,12 +211,8 @@ class PBeakerCommand:
             return self.purge_sessions(registry)
         return self.clear_region(registry, args.region)
 
-    def load(self, config_uri, config_vars, show_traceback=False):
+    def load(self, config_uri, options, show_traceback=False):
         """Load the app; return :func:`pyramid.paster.bootstrap`'s environment."""
-        try:
-            options = parse_vars(config_vars)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
         try:
             return bootstrap(config_uri, options=options)
         except KeyboardInterrupt:
@@ -215,7 +242,7 @@ class PBeakerCommand:
             return None
         report = {'factory': self.describe_factory(registry, factory)}
         if isinstance(factory, SessionFactory):
-            report['options'] = masked(factory.options)
+            report['options'] = masked(effective_session_options(factory))
         return report
 
     @staticmethod
