@@ -63,7 +63,9 @@ def main(argv=None, quiet=False):
     """Run ``pbeaker``; return the exit status."""
     command = PBeakerCommand(sys.argv if argv is None else argv, quiet)
     try:
-        return command.run()
+        status = command.run()
+        command.stdout.flush()  # a closed pipe shows here when stdout is buffered
+        return status
     except BrokenPipeError:
         # The reader went away (``| head``): stop writing, say nothing, and
         # keep the interpreter's final flush from failing again.
