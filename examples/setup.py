@@ -18,10 +18,12 @@ setup(
     ],
     license='BSD-derived',
     packages=find_packages(include=['beaker_shop', 'beaker_shop.*']),
+    package_data={'beaker_shop': ['templates/*.jinja2', 'static/*.css']},
     zip_safe=False,
     python_requires='>=3.10',
     install_requires=[
         'pyramid_beaker',
+        'pyramid_jinja2 >= 2.10',  # the templates; 2.10 supports Jinja2 3
         'waitress',  # the server named in development.ini and production.ini
         'plaster_pastedeploy',  # lets pserve read the ini files
     ],

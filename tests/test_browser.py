@@ -136,6 +136,16 @@ def test_shopping_session_in_a_real_browser(server, browser):
     browser.find_element(By.ID, 'basket-link').click()
     wait.until(expected_conditions.presence_of_element_located((By.ID, 'total')))
     assert browser.find_element(By.ID, 'total').text == '32.40 €'
+    headers = [th.text for th in browser.find_elements(By.CSS_SELECTOR, '#basket thead th')]
+    assert headers[:3] == ['Product', 'Quantity', 'Price']
+
+    # The cached offers page (built once, then read from the cache) still
+    # shows who is logged in.
+    for _ in range(2):
+        browser.get(server + '/offers')
+        wait.until(expected_conditions.presence_of_element_located((By.ID, 'offers')))
+        assert browser.find_element(By.ID, 'user').text == 'alice'
+        assert not browser.find_elements(By.ID, 'login-link')
 
     # Log out: the session is gone, and so is the basket.
     submit('logout')

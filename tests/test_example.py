@@ -301,12 +301,29 @@ def test_offers_view_is_cached_for_everyone(app):
     before = views.offers_built.count
     first = app.get('/offers')
     assert 'Set-Cookie' not in first.headers
+    assert first.html.select_one('#login-link') is not None
     login(app)
-    second = app.get('/offers')  # a logged-in user gets the same cached page
-    assert second.text == first.text
+    second = app.get('/offers')  # a logged-in user gets the same cached offers
     assert views.offers_built.count == before + 1
-    assert first.html.select_one('#offers-built').text == str(before + 1)
+    assert second.html.select_one('#offers') == first.html.select_one('#offers')
+    assert second.html.select_one('#offers-built').text == str(before + 1)
+    assert second.html.select_one('#built-at') == first.html.select_one('#built-at')
     assert 'Pipette, 10 ml' in first.text and '3.42 €' in first.text
+    # The header around the cached part is the visitor's own.
+    assert second.html.select_one('#user').text == 'alice'
+    assert second.html.select_one('#login-link') is None
+    assert second.html.select_one('#logout') is not None
+
+
+def test_tables_have_headers(app):
+    login(app)
+    app.get('/').forms['add-burner'].submit()
+    for path, table in (('/', 'table'), ('/offers', '#offers'), ('/basket', '#basket')):
+        page = app.get(path)
+        headers = [th.text for th in page.html.select_one(table).select('thead th')]
+        assert headers[:2] == ['Product', {'/basket': 'Quantity'}.get(path, 'Price')]
+    total = app.get('/basket').html.select_one('#basket tfoot')
+    assert total.select_one('th').text == 'Total'
 
 
 def test_offers_view_is_built_again_after_expiry(settings):

@@ -5,7 +5,8 @@
   login and the session deleted at logout;
 - flash messages and a basket kept in the session;
 - a cached service function and a cached view, in two cache regions;
-- an exception view whose session changes are kept.
+- an exception view whose session changes are kept;
+- pages rendered with Jinja2 templates (pyramid_jinja2), autoescaped.
 """
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
@@ -31,6 +32,8 @@ def check_secrets(settings):
 def includeme(config):
     """Routes, security and views of the shop (needs pyramid_beaker)."""
     config.include('pyramid_beaker')
+    config.include('pyramid_jinja2')
+    config.add_static_view('static', 'beaker_shop:static')
     config.set_security_policy(ShopSecurityPolicy())
     # Every POST must carry the session's CSRF token.
     config.set_default_csrf_options(require_csrf=True)

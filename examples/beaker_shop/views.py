@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pyramid.csrf import new_csrf_token
 from pyramid.exceptions import BadCSRFToken
 from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.renderers import render_to_response
 from pyramid.security import forget, remember
 from pyramid.view import (
     exception_view_config,
@@ -21,7 +22,6 @@ from pyramid.view import (
 from pyramid_beaker import cached_region
 
 from . import catalog
-from .pages import csrf_field, esc, money, page, post_button
 from .security import DEMO_PASSWORD, check_credentials
 
 BASKET = 'basket'  # session key: {product id: quantity}
@@ -36,41 +36,34 @@ class PaymentUnavailable(Exception):
     """The (pretend) payment provider cannot be reached."""
 
 
+def money(cents):
+    """Format a price in cents as euros."""
+    return '%d.%02d €' % divmod(cents, 100)
+
+
+def message_page(request, title, message, status, message_id=None, link=None,
+                 link_text=None, personal=True):
+    """Render ``message.jinja2`` with ``status``; return the response."""
+    request.response.status_int = status
+    return render_to_response('templates/message.jinja2', {
+        'title': title, 'message': message, 'message_id': message_id,
+        'link': link, 'link_text': link_text, 'personal': personal,
+    }, request=request, response=request.response)
+
+
 # -- shop ----------------------------------------------------------------------
 
-@view_config(route_name='home', request_method='GET')
+@view_config(route_name='home', request_method='GET', renderer='templates/home.jinja2')
 def home(request):
-    products = catalog.load_products()
-    logged_in = request.authenticated_userid is not None
-    rows = []
-    for product in products.values():
-        if logged_in:
-            action = post_button(request, request.route_path('basket_add'),
-                                 'Add to basket', {'product': product.id},
-                                 form_id='add-' + product.id)
-        else:
-            action = ''
-        rows.append('<tr><td>%s<br><span class="note">%s</span></td><td>%s</td>'
-                    '<td>%s</td></tr>' % (esc(product.name), esc(product.description),
-                                          esc(money(product.price)), action))
-    if logged_in:
-        intro = '<p>Add products to your basket; it is kept in your session.</p>'
-        refresh = post_button(request, request.route_path('catalog_refresh'),
-                              'Reload the catalogue from the supplier')
-    else:
-        intro = ('<p><a href="%s">Log in</a> to fill a basket.</p>'
-                 % esc(request.route_path('login')))
-        refresh = ''
-    body = '''%s
-<table>
-<tr><th>Product</th><th>Price</th><th></th></tr>
-%s
-</table>
-<p class="note">The catalogue comes from the <code>long_term</code> cache region;
-the supplier has been asked <span id="supplier-calls">%d</span> time(s) by this
-process.</p>
-%s''' % (intro, '\n'.join(rows), catalog.supplier_calls.count, refresh)
-    return page(request, 'Laboratory glassware', body)
+    products = [{'id': product.id, 'name': product.name,
+                 'description': product.description, 'price': money(product.price)}
+                for product in catalog.load_products().values()]
+    return {
+        'title': 'Laboratory glassware',
+        'products': products,
+        'logged_in': request.authenticated_userid is not None,
+        'supplier_calls': catalog.supplier_calls.count,
+    }
 
 
 @view_config(route_name='catalog_refresh', request_method='POST', permission='shop')
@@ -80,26 +73,27 @@ def catalog_refresh(request):
     return HTTPSeeOther(request.route_url('home'))
 
 
-@view_config(route_name='offers', request_method='GET')
+@view_config(route_name='offers', request_method='GET', renderer='templates/offers.jinja2')
 @cached_region('short_term')
 def offers(request):
-    """The offers of the day: the same page for everyone, so cached whole.
+    """The offers of the day: the same for everyone, so cached.
 
-    It must not touch ``request.session``: a cached view that reads the
-    session is not stored (unless ``per_user`` is set), since it could
-    show one visitor's data to another.
+    The view returns the data of the page, which is what the region keeps;
+    the renderer draws it inside the layout for every request, so the
+    header still shows who is logged in.  The view itself must not touch
+    ``request.session``: a cached view that reads the session is not
+    stored (unless ``per_user`` is set), since it could show one visitor's
+    data to another.
     """
     offers_built.add()
-    rows = ''.join(
-        '<tr><td>%s</td><td><s>%s</s> %s</td></tr>'
-        % (esc(product.name), esc(money(product.price)), esc(money(price)))
-        for product, price in catalog.todays_offers(catalog.load_products()))
-    body = '''<table>%s</table>
-<p class="note">This page is cached in the <code>short_term</code> region.
-It was built at <span id="built-at">%s</span>; this process has built it
-<span id="offers-built">%d</span> time(s).</p>''' % (
-        rows, time.strftime('%H:%M:%S'), offers_built.count)
-    return page(request, "Today's offers", body, personal=False)
+    return {
+        'title': "Today's offers",
+        'offers': [{'name': product.name, 'price': money(product.price),
+                    'offer': money(price)}
+                   for product, price in catalog.todays_offers(catalog.load_products())],
+        'built_at': time.strftime('%H:%M:%S'),
+        'built': offers_built.count,
+    }
 
 
 # -- basket ------------------------------------------------------------------
@@ -112,28 +106,18 @@ def basket_lines(request):
             if pid in products]
 
 
-@view_config(route_name='basket', request_method='GET', permission='shop')
+@view_config(route_name='basket', request_method='GET', permission='shop',
+             renderer='templates/basket.jinja2')
 def basket(request):
     lines = basket_lines(request)
-    if not lines:
-        return page(request, 'Your basket',
-                    '<p id="basket-empty">Your basket is empty.</p>')
-    rows = ''.join(
-        '<tr class="line"><td>%s</td><td class="quantity">%d</td><td>%s</td><td>%s</td></tr>'
-        % (esc(product.name), quantity, esc(money(product.price * quantity)),
-           post_button(request, request.route_path('basket_remove'), 'Remove',
-                       {'product': product.id}))
-        for product, quantity in lines)
-    total = sum(product.price * quantity for product, quantity in lines)
-    body = '''<table id="basket">%s
-<tr><th>Total</th><th></th><th id="total">%s</th><th></th></tr></table>
-<h2>Checkout</h2>
-<form method="post" action="%s" id="checkout">%s
-<label>Delivery note <input name="note" value="%s" maxlength="200"></label>
-<button type="submit">Pay now</button>
-</form>''' % (rows, esc(money(total)), esc(request.route_path('checkout')),
-              csrf_field(request), esc(request.session.get(DELIVERY_NOTE, '')))
-    return page(request, 'Your basket', body)
+    return {
+        'title': 'Your basket',
+        'lines': [{'id': product.id, 'name': product.name, 'quantity': quantity,
+                   'price': money(product.price * quantity)}
+                  for product, quantity in lines],
+        'total': money(sum(product.price * quantity for product, quantity in lines)),
+        'note': request.session.get(DELIVERY_NOTE, ''),
+    }
 
 
 @view_config(route_name='basket_add', request_method='POST', permission='shop')
@@ -172,10 +156,11 @@ def checkout(request):
 
 @exception_view_config(PaymentUnavailable)
 def payment_failed(exc, request):
-    body = '''<p id="payment-failed">We could not take your payment: %s.</p>
-<p>Your basket and your delivery note are kept; <a href="%s">try again later</a>.</p>''' % (
-        esc(exc), esc(request.route_path('basket')))
-    return page(request, 'Payment unavailable', body, status=503)
+    return message_page(
+        request, 'Payment unavailable',
+        'We could not take your payment: %s. Your basket and your delivery note '
+        'are kept.' % exc, 503, message_id='payment-failed',
+        link=request.route_path('basket'), link_text='Try again later')
 
 
 # -- login and logout ----------------------------------------------------------
@@ -194,19 +179,15 @@ def _local_path(url, default):
 
 
 def _login_page(request, username='', error=None, status=200):
-    came_from = _local_path(request.params.get('came_from'), request.route_path('home'))
-    body = '''%s<form method="post" action="%s" id="login">%s
-<input type="hidden" name="came_from" value="%s">
-<p><label>User name <input name="username" value="%s" maxlength="40" required
-   autofocus></label></p>
-<p><label>Password <input name="password" type="password" required></label></p>
-<p><button type="submit">Log in</button></p>
-</form>
-<p class="note">Demo: any user name, password <code>%s</code>.</p>''' % (
-        '<p class="flash error" role="alert">%s</p>' % esc(error) if error else '',
-        esc(request.route_path('login')), csrf_field(request), esc(came_from),
-        esc(username), esc(DEMO_PASSWORD))
-    return page(request, 'Log in', body, status=status)
+    request.response.status_int = status
+    return render_to_response('templates/login.jinja2', {
+        'title': 'Log in',
+        'error': error,
+        'came_from': _local_path(request.params.get('came_from'),
+                                 request.route_path('home')),
+        'username': username,
+        'demo_password': DEMO_PASSWORD,
+    }, request=request, response=request.response)
 
 
 @view_config(route_name='login', request_method='GET')
@@ -252,12 +233,14 @@ def forbidden(request):
 
 @exception_view_config(BadCSRFToken)
 def bad_csrf_token(exc, request):
-    body = ('<p id="bad-csrf">This form has expired or did not come from this site. '
-            '<a href="%s">Start again</a>.</p>' % esc(request.route_path('home')))
-    return page(request, 'Form expired', body, status=400)
+    return message_page(
+        request, 'Form expired',
+        'This form has expired or did not come from this site.', 400,
+        message_id='bad-csrf', link=request.route_path('home'), link_text='Start again')
 
 
 @notfound_view_config()
 def not_found(request):
-    return page(request, 'Not found', '<p>There is no such page.</p>', status=404,
-                personal=False)
+    # Not personal: a stray URL neither loads nor creates a session.
+    return message_page(request, 'Not found', 'There is no such page.', 404,
+                        personal=False)
