@@ -1,4 +1,5 @@
 import os
+import re
 
 from setuptools import find_packages, setup
 
@@ -8,6 +9,13 @@ here = os.path.abspath(os.path.dirname(__file__))
 def readfile(name):
     with open(os.path.join(here, name), encoding='utf-8') as f:
         return f.read()
+
+
+def version():
+    """The ``__version__`` of the package, its one source."""
+    found = re.search(r"^__version__ = '([^']+)'$",
+                      readfile('pyramid_beaker/__init__.py'), re.M)
+    return found.group(1)
 
 
 install_requires = [
@@ -29,6 +37,7 @@ testing_requires = (
         'waitress >= 2.1',
         'plaster_pastedeploy',
         'selenium >= 4.10',  # Service(executable_path=...) for chromedriver
+        'pyramid_jinja2 >= 2.10',  # the example app's templates (tests/test_example.py)
     ]
     + redis_requires
     + memcached_requires
@@ -36,31 +45,50 @@ testing_requires = (
     + crypto_requires
 )
 benchmark_requires = ['dogpile.cache', 'pyramid_session_redis']
+docs_requires = [
+    'sphinx >= 7',  # the docs build (-W) in lint and .ci/run
+    'pylons-sphinx-themes',  # the theme of every Pylons project's docs
+]
+lint_requires = ['mypy >= 1.8'] + docs_requires
 
 setup(
     name='pyramid_beaker',
-    version='1.0.dev0',
+    version=version(),
     description='Beaker sessions and cache regions for Pyramid',
-    long_description=readfile('README.rst'),
+    long_description=readfile('README.rst') + '\n\n' + readfile('CHANGES.rst'),
     long_description_content_type='text/x-rst',
+    author='Pylons Project',
+    author_email='pylons-discuss@googlegroups.com',
+    maintainer='Pylons Project',
+    maintainer_email='pylons-discuss@googlegroups.com',
+    url='https://github.com/Pylons/pyramid_beaker',
+    project_urls={
+        'Documentation': 'https://docs.pylonsproject.org/projects/pyramid-beaker/en/latest/',
+        'Changelog': 'https://github.com/Pylons/pyramid_beaker/blob/main/CHANGES.rst',
+        'Issue Tracker': 'https://github.com/Pylons/pyramid_beaker/issues',
+        'Source': 'https://github.com/Pylons/pyramid_beaker',
+    },
     classifiers=[
         'Development Status :: 4 - Beta',
         'Framework :: Pyramid',
         'Intended Audience :: Developers',
-        'License :: OSI Approved :: BSD License',
         'Programming Language :: Python :: 3',
         'Programming Language :: Python :: 3 :: Only',
         'Programming Language :: Python :: 3.10',
         'Programming Language :: Python :: 3.11',
         'Programming Language :: Python :: 3.12',
         'Programming Language :: Python :: 3.13',
+        'Typing :: Typed',
         'Topic :: Internet :: WWW/HTTP :: Session',
         'Topic :: Internet :: WWW/HTTP :: WSGI',
     ],
     keywords='pyramid beaker session cache redis memcached',
-    license='BSD-derived',
+    # The Repoze Public License that Pylons projects use (LICENSE.txt).
+    license_expression='BSD-3-Clause-Modification',
+    license_files=['LICENSE.txt'],
     packages=find_packages(include=['pyramid_beaker', 'pyramid_beaker.*']),
     include_package_data=True,
+    package_data={'pyramid_beaker': ['py.typed']},
     zip_safe=False,
     python_requires='>=3.10',
     install_requires=install_requires,
@@ -71,6 +99,8 @@ setup(
         'crypto': crypto_requires,
         'testing': testing_requires,
         'benchmarks': testing_requires + benchmark_requires,
+        'docs': docs_requires,
+        'lint': lint_requires,
     },
     entry_points={
         'beaker.backends': [

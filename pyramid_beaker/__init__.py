@@ -7,7 +7,10 @@ from .directives import add_beaker_session, add_cache_region, add_cached_functio
 from .session import BeakerSessionFactoryConfig, session_factory_from_settings
 from .settings import SESSION_PREFIXES, region_names
 
+__version__ = '1.0.dev0'
+
 __all__ = [
+    '__version__',
     'BeakerSessionFactoryConfig',
     'cached_region',
     'includeme',
