@@ -1,4 +1,5 @@
 """Beaker sessions and cache regions for Pyramid."""
+from pyramid.config import Configurator
 from pyramid.interfaces import PHASE0_CONFIG
 
 from .cache import set_cache_regions_from_settings
@@ -19,7 +20,7 @@ __all__ = [
 ]
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     """Set up sessions and cache regions from the app's settings.
 
     Activate with ``config.include('pyramid_beaker')`` or with

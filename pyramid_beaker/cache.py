@@ -9,6 +9,7 @@ process; the registry's table is not.
 """
 import logging
 import threading
+from typing import Any, Dict, Mapping, Optional
 
 import beaker.cache
 
@@ -71,12 +72,12 @@ def _table(registry):
     return table
 
 
-def regions(registry):
+def regions(registry: Any) -> Dict[str, 'Region']:
     """Return ``{name: Region}`` for the regions configured in ``registry``."""
     return dict(_table(registry))
 
 
-def get_region(registry, name):
+def get_region(registry: Any, name: str) -> Optional['Region']:
     """Return the :class:`Region` called ``name`` in ``registry``, or None."""
     return _table(registry).get(name)
 
@@ -106,7 +107,7 @@ def _publish(name, options):
     beaker.cache.cache_regions[name] = dict(options)
 
 
-def set_cache_regions_from_settings(settings):
+def set_cache_regions_from_settings(settings: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Configure Beaker's cache regions from ``cache.*`` settings.
 
     Fills ``beaker.cache.cache_regions`` with one entry per name listed in

@@ -10,6 +10,7 @@ it, at commit, to the region of that name in the app being configured (see
 """
 import functools
 import inspect
+from typing import Any, Callable, Iterable, TypeVar, Union
 
 import venusian
 from pyramid.exceptions import ConfigurationError
@@ -19,6 +20,7 @@ from .cached_views import CachedView
 from .keys import KeyMaker
 
 _VIEW_SHAPES = frozenset(('view', 'context view', 'view method'))
+_Function = TypeVar('_Function', bound=Callable[..., Any])
 
 
 def _in_class(func):
@@ -95,8 +97,12 @@ class cached_region:
     again, returning the value) and ``region`` (the region name).
     """
 
-    def __init__(self, region, vary=(), ignore=(), should_cache=None,
-                 per_user=False, _category='pyramid', _depth=0):
+    def __init__(self, region: str,
+                 vary: Union[str, Iterable[Union[str, Callable[[Any], Any]]]] = (),
+                 ignore: Union[str, Iterable[str]] = (),
+                 should_cache: Union[Callable[[Any], bool], None] = None,
+                 per_user: Union[bool, Callable[[Any], Any]] = False,
+                 _category: str = 'pyramid', _depth: int = 0) -> None:
         if not isinstance(region, str) or not region.strip():
             raise TypeError('"region" must be a region name, not %r' % (region,))
         if isinstance(vary, str):
@@ -121,13 +127,14 @@ class cached_region:
         self.category = _category
         self.depth = _depth
 
-    def __call__(self, wrapped):
+    def __call__(self, wrapped: _Function) -> _Function:
         if isinstance(wrapped, (classmethod, staticmethod)):
             raise TypeError('@cached_region must come below @%s'
                             % type(wrapped).__name__)
         if not inspect.isfunction(wrapped):
             raise TypeError('@cached_region decorates functions, not %r' % (wrapped,))
         shape = _shape(wrapped)
+        kind: type[CachedFunction]
         if shape in _VIEW_SHAPES:
             kind = CachedView
         else:

@@ -5,6 +5,9 @@ All three are added to the Configurator by ``config.include('pyramid_beaker')``.
 They read settings when the configuration is committed, so settings added
 with ``config.add_settings`` after the call still count.
 """
+from typing import Any, Callable, Union
+
+from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import PHASE1_CONFIG, ISessionFactory
 
@@ -25,7 +28,8 @@ from .settings import (
 REGION_PHASE = PHASE1_CONFIG
 
 
-def add_beaker_session(config, prefix='session.', **overrides):
+def add_beaker_session(config: Configurator, prefix: str = 'session.',
+                       **overrides: Any) -> None:
     """Use a Beaker session factory built from the settings under ``prefix``.
 
     Added as a Configurator method by ``config.include('pyramid_beaker')``:
@@ -40,7 +44,7 @@ def add_beaker_session(config, prefix='session.', **overrides):
     :param overrides: session options (``timeout``, ``secret``, ...) that win
         over the settings.
 
-    The factory is registered as Pyramid's :term:`session factory`, with the
+    The factory is registered as Pyramid's session factory, with the
     same discriminator as :meth:`~pyramid.config.Configurator.set_session_factory`:
     two session factories configured at the same level conflict, and one
     configured closer to the app overrides one from an include.
@@ -68,7 +72,7 @@ def add_beaker_session(config, prefix='session.', **overrides):
     config.action(ISessionFactory, register, introspectables=(intr,))
 
 
-def add_cache_region(config, name, **options):
+def add_cache_region(config: Configurator, name: str, **options: Any) -> None:
     """Configure the cache region ``name``.
 
     Added as a Configurator method by ``config.include('pyramid_beaker')``:
@@ -109,7 +113,8 @@ def add_cache_region(config, name, **options):
                   order=REGION_PHASE, introspectables=(intr,))
 
 
-def add_cached_function(config, function):
+def add_cached_function(config: Configurator,
+                        function: Union[Callable[..., Any], str]) -> None:
     """Bind a ``@cached_region`` function to the app's region of that name.
 
     Added as a Configurator method by ``config.include('pyramid_beaker')``;

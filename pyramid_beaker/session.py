@@ -10,6 +10,7 @@ import datetime
 import hmac
 import re
 import secrets
+from typing import Any, Mapping
 
 from pyramid.interfaces import ISession, ISessionFactory
 from zope.interface import implementer
@@ -418,7 +419,7 @@ class BeakerSession:
             self._factory.delete_cookie(response)
 
 
-def BeakerSessionFactoryConfig(**options):
+def BeakerSessionFactoryConfig(**options: Any) -> SessionFactory:
     """Return a Pyramid session factory built from Beaker session options.
 
     Options are Beaker's session options (``type``, ``data_dir``,
@@ -435,7 +436,8 @@ def BeakerSessionFactoryConfig(**options):
     return SessionFactory(session_options_from_settings({}, '', overrides=options))
 
 
-def session_factory_from_settings(settings, prefix='session.'):
+def session_factory_from_settings(settings: Mapping[str, Any],
+                                  prefix: str = 'session.') -> SessionFactory:
     """Return a session factory from settings under ``prefix``.
 
     With the default prefix, ``beaker.session.*`` keys are read too
