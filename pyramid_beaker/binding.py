@@ -14,11 +14,6 @@ log = logging.getLogger('pyramid_beaker')
 
 #: Registry attribute holding that app's bindings: ``{CachedFunction: Binding}``.
 BINDINGS = 'pyramid_beaker_cached_functions'
-#: Storage types that live in this process: their entries are kept per app.
-PROCESS_LOCAL_TYPES = frozenset(('pyramid_beaker.memory', 'memory'))
-#: Types whose ``get_entry`` drops entries older than their stored expiry.
-#: With per-app namespaces, that is this app's ``expire``: no need to check.
-SELF_EXPIRING_TYPES = frozenset(('pyramid_beaker.memory',))
 #: A binding logs backend errors at most this often (seconds).
 WARN_INTERVAL = 60.0
 #: Returned as the stored form of a result that must not be stored.
@@ -83,9 +78,11 @@ class Binding:
         self.region = region
         self.namespace = namespace
         self.expire = region.expire
-        #: False when nothing can be stale on read (see SELF_EXPIRING_TYPES).
-        self.check_age = (region.expire is not None and
-                          region.options.get('type') not in SELF_EXPIRING_TYPES)
+        #: False when nothing can be stale on read: the store drops entries
+        #: older than their stored expiry, which (namespaces of process-local
+        #: stores being per app) is this app's ``expire``.
+        self.check_age = (region.expire is not None
+                          and not region.backend.drops_expired)
         self.enabled = region.enabled
         self.key_length = region.key_length
         manager = region.namespace_manager(namespace)
@@ -183,7 +180,7 @@ def namespace_of(cached, region, registry):
     regions add ``@app<n>``, so two apps in one process never share entries.
     """
     namespace = '%s:%s' % (region.name, cached.name)
-    if region.options.get('type') in PROCESS_LOCAL_TYPES:
+    if region.process_local:
         namespace += '@app%d' % app_bindings(registry).number
     return namespace
 

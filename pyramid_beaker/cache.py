@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import beaker.cache
 
+from . import stores
 from .settings import REGION_CONTROL_OPTIONS, region_options_from_settings
 
 log = logging.getLogger('pyramid_beaker')
@@ -24,6 +25,8 @@ class Region:
     """One configured cache region of an app.
 
     :ivar name: the region name.
+    :ivar backend: the :class:`~pyramid_beaker.stores.base.Backend` of its type.
+    :ivar process_local: True when entries live in this process.
     :ivar options: the effective options, exactly as published in
         ``beaker.cache.cache_regions[name]`` (``type`` is the name of the
         storage class in Beaker's backend registry).
@@ -35,6 +38,8 @@ class Region:
     def __init__(self, name, options):
         self.name = name
         self.options = dict(options)
+        self.backend, store_type = stores.backend_of_manager(self.options['type'])
+        self.process_local = self.backend.process_local_of(store_type)
         self.expire = self.options.get('expire')
         self.enabled = self.options.get('enabled', True)
         self.key_length = self.options.get('key_length', 250)

@@ -95,12 +95,14 @@ class SessionFactory:
 
     def __init__(self, options):
         self.options = options
-        module = stores.backend_module(options['type'])
-        if options['type'] == 'memory':
-            codec = CopyCodec(options['data_serializer'])
-        else:
+        self.backend, _ = stores.find_backend(options['type'])
+        #: True when sessions live inside each process.
+        self.process_local = self.backend.process_local_of(options['type'])
+        if self.backend.signs_sessions:
             codec = SignedCodec(options['data_serializer'], options['secret'], 'session')
-        self.store = module.SESSION_STORE(options, codec)
+        else:
+            codec = CopyCodec(options['data_serializer'])
+        self.store = self.backend.session_store(options, codec)
         self.client_side = self.store.client_side
         self.id_cookie = IdCookie(options['secret'])
         self.check_value = _value_check(options['data_serializer'])

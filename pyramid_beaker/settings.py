@@ -7,99 +7,32 @@ raises :class:`pyramid.exceptions.ConfigurationError` naming both.
 Already-typed values (an int, a bool, an engine object) pass through.
 """
 import datetime
-import os
 import warnings
 
 import beaker.cache
-from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
-from pyramid.settings import aslist
 
 from . import stores
+from .coerce import (  # noqa: F401  (re-exported: the coercers' old home)
+    BOOLEAN_WORDS,
+    as_bool,
+    as_float,
+    as_int,
+    as_list,
+    as_path,
+    as_positive_int,
+    as_required_str,
+    as_seconds,
+    as_str,
+    as_timeout,
+    fail,
+    mask_url,
+)
 
-_TRUE = frozenset(('true', 'yes', 'on', '1', 't', 'y'))
-_FALSE = frozenset(('false', 'no', 'off', '0', 'f', 'n'))
 _SAMESITE = {'strict': 'Strict', 'lax': 'Lax', 'none': 'None'}
 SESSION_PREFIXES = ('session.', 'beaker.session.')
 SECRET_OPTIONS = frozenset(('secret', 'encrypt_key', 'validate_key'))
-
-
-def _fail(label, value, expected):
-    raise ConfigurationError(
-        '"%s" must be %s, not %r' % (label, expected, value))
-
-
-def as_bool(value, label):
-    """Coerce a boolean, refusing typos that ``asbool`` would read as False."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    elif isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    _fail(label, value, 'true or false')
-
-
-def as_int(value, label, minimum=0, allow_none=False):
-    """Coerce a whole number no smaller than ``minimum`` (None allowed if asked)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if allow_none:
-            return None
-        _fail(label, value, 'a whole number')
-    if isinstance(value, bool):
-        _fail(label, value, 'a whole number')
-    if isinstance(value, int):
-        number = value
-    else:
-        try:
-            number = int(str(value).strip())
-        except ValueError:
-            _fail(label, value, 'a whole number')
-    if number < minimum:
-        _fail(label, value, 'a whole number of at least %d' % minimum)
-    return number
-
-
-def as_seconds(value, label, allow_none=True):
-    """Coerce a positive number of seconds (int or timedelta)."""
-    if isinstance(value, datetime.timedelta):
-        value = int(value.total_seconds())
-    return as_int(value, label, minimum=1, allow_none=allow_none)
-
-
-def as_str(value, label, allow_none=True):
-    """Coerce an optional non-empty string."""
-    if value is None or value == '':
-        if allow_none:
-            return None
-        _fail(label, value, 'a non-empty string')
-    if not isinstance(value, str):
-        _fail(label, value, 'a string')
-    return value
-
-
-def as_required_str(value, label):
-    """Coerce a non-empty string."""
-    return as_str(value, label, allow_none=False)
-
-
-def as_float(value, label, allow_none=True):
-    """Coerce an optional non-negative number."""
-    if value is None or value == '':
-        if allow_none:
-            return None
-        _fail(label, value, 'a number')
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        _fail(label, value, 'a number')
-    if number < 0:
-        _fail(label, value, 'a number of at least 0')
-    return number
+_fail = fail
 
 
 def as_samesite(value, label):
@@ -122,7 +55,7 @@ def as_cookie_expires(value, label):
         return value
     if isinstance(value, datetime.timedelta):
         return as_seconds(value, label, allow_none=False)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+    if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
         return as_bool(value, label)
     try:
         return as_seconds(value, label, allow_none=False)
@@ -140,40 +73,37 @@ def as_serializer(value, label):
     _fail(label, value, "'json', 'pickle' or an object with dumps() and loads()")
 
 
-def as_type(value, label, choices=None):
-    """Coerce a storage type name: ours, an alias, or ``beaker:<type>``.
+def backend_for(value, label, regions=False):
+    """Return ``(backend, type name)`` for the ``type`` setting ``value``.
 
-    A type whose driver is not installed is refused here, at startup.
-    ``choices`` lists the names to suggest (default: every type).
+    Accepts our type names, their aliases and ``beaker:<type>``.  A type
+    whose driver is not installed is refused here, at startup, naming the
+    extra to install.  With ``regions``, only types that can hold cache
+    regions are accepted.
     """
-    if isinstance(value, str):
-        name = value.strip()
-        if name.startswith(stores.BEAKER_PREFIX):
-            try:
-                stores.beaker_class(name)
-                return name
-            except KeyError:
-                _fail(label, value, "one of Beaker's types after 'beaker:' "
-                      '(its driver must be installed)')
-        try:
-            name = stores.canonical_type(name)
-        except KeyError:
-            name = None
-        if name is not None:
-            try:
-                stores.backend_module(name)
-            except InvalidCacheBackendError as exc:
-                raise ConfigurationError('"%s" = %s: %s' % (label, value, exc)) from None
-            return name
-    _fail(label, value, 'one of %s' % ', '.join(choices or stores.known_types()))
+    name = value.strip() if isinstance(value, str) else value
+    try:
+        backend, type_name = stores.find_backend(name)
+    except stores.BackendUnavailable as exc:
+        raise ConfigurationError('"%s" = %s: %s' % (label, value, exc)) from None
+    except KeyError as exc:
+        backend, expected = None, getattr(exc, 'expected', None)
+    else:
+        expected = None
+    if backend is None or (regions and backend.namespace_manager is None):
+        _fail(label, value, expected or 'one of %s'
+              % ', '.join(stores.known_types(regions)))
+    return backend, type_name
 
 
-#: Every session option we accept, with its coercer and default.
+def as_type(value, label):
+    """Coerce a storage type name: ours, an alias, or ``beaker:<type>``."""
+    return backend_for(value, label)[1]
+
+
+#: Every session option we accept whatever the type, with coercer and default.
 SESSION_OPTIONS = {
     'type': (as_type, None),
-    'data_dir': (as_str, None),
-    'lock_dir': (as_str, None),
-    'url': (as_str, None),
     'key': (as_required_str, 'beaker.session.id'),
     'secret': (as_str, None),
     'timeout': (as_seconds, None),
@@ -192,6 +122,13 @@ SESSION_OPTIONS = {
     'invalidate_corrupt': (as_bool, True),
     'cookie_on_exception': (as_bool, True),
     'constant_csrf_token': (as_str, None),
+}
+#: Where-to-store options accepted for every type (default None); a backend
+#: that uses one coerces it with its own coercer instead.
+LOCATION_OPTIONS = {
+    'data_dir': as_path,
+    'lock_dir': as_path,
+    'url': as_str,
 }
 #: Options Beaker knows that have no effect here; accepted so old ini files load.
 IGNORED_SESSION_OPTIONS = frozenset(
@@ -235,72 +172,40 @@ def session_options_from_settings(settings, prefix='session.', overrides=None):
 def coerce_session_options(labelled, prefix='session.'):
     """Coerce ``{option: (label, value)}`` into typed options with defaults.
 
-    Options that were not given are blamed as ``prefix + name``.
+    Each option is coerced once, by the backend's coercer when the type
+    declares it.  Options that were not given are blamed as
+    ``prefix + name``.
     """
     raw = {name: value for name, (label, value) in labelled.items()}
-    store_type = raw.get('type') or ('file' if raw.get('data_dir') else 'memory')
     label_of = {name: label for name, (label, value) in labelled.items()}
-    options = {}
-    for name, (coerce, default) in SESSION_OPTIONS.items():
-        if name in raw:
-            options[name] = coerce(raw[name], label_of[name])
-        else:
-            options[name] = default
-    options['type'] = as_type(store_type, label_of.get('type', prefix + 'type'))
-    extra = _backend_options(options['type'])
-    for name, value in raw.items():
-        if name in extra:  # backend coercers also refine shared options (url)
-            options[name] = extra[name](value, label_of[name])
-        elif name in SESSION_OPTIONS:
-            continue
-        elif name.startswith('sa.') and 'sa.' in extra:
-            options[name] = extra['sa.'](value, label_of[name])
-        elif name not in IGNORED_SESSION_OPTIONS:
-            warnings.warn(
-                'unknown session setting "%s" is ignored' % label_of[name],
-                stacklevel=3)
-    _check_session_options(options, label_of, prefix)
-    return options
-
-
-def _backend_options(type_name):
-    """Return the backend-specific option coercers of ``type_name``."""
-    if type_name.startswith(stores.BEAKER_PREFIX):
-        return {}
-    return getattr(stores.backend_module(type_name), 'OPTIONS', {})
-
-
-_NEEDS_DATA_DIR = frozenset(('file', 'dbm'))
-_NEEDS_URL = frozenset(('ext:redis', 'ext:memcached', 'ext:database'))
-
-
-def require_location(options, store_type, label):
-    """Raise unless ``options`` say where ``store_type`` keeps its data.
-
-    Files and dbm need ``data_dir``; servers need ``url`` (a database may
-    have a ``bind`` engine instead).  ``beaker:<type>`` follows ``<type>``.
-    """
-    base_type = store_type
-    if store_type.startswith(stores.BEAKER_PREFIX):
-        base_type = store_type[len(stores.BEAKER_PREFIX):]
-    if base_type in _NEEDS_DATA_DIR and not options.get('data_dir'):
-        missing = label('data_dir')
-    elif (base_type in _NEEDS_URL and not options.get('url')
-          and options.get('bind') is None):
-        missing = label('url')
-    else:
-        return
-    hint = ' (or a "bind" engine)' if base_type == 'ext:database' else ''
-    raise ConfigurationError('"%s" is required for "%s" = %s%s'
-                             % (missing, label('type'), store_type, hint))
-
-
-def _check_session_options(options, label_of, prefix):
-    """Checks that span several options."""
 
     def label(name):
         return label_of.get(name, prefix + name)
 
+    store_type = raw.get('type') or ('file' if raw.get('data_dir') else 'memory')
+    backend, type_name = backend_for(store_type, label('type'))
+    options = {'type': type_name}
+    for name, (coerce, default) in SESSION_OPTIONS.items():
+        if name != 'type':
+            options[name] = coerce(raw[name], label(name)) if name in raw else default
+    options.update(dict.fromkeys(LOCATION_OPTIONS))
+    for name, value in raw.items():
+        if name in SESSION_OPTIONS:
+            continue
+        coerce = backend.coercer(name) or LOCATION_OPTIONS.get(name)
+        if coerce is not None:
+            options[name] = coerce(value, label(name))
+        elif name not in IGNORED_SESSION_OPTIONS:
+            warnings.warn(
+                'unknown session setting "%s" is ignored' % label(name),
+                stacklevel=3)
+    _check_session_options(options, label)
+    backend.check(options, type_name, label)
+    return options
+
+
+def _check_session_options(options, label):
+    """Checks that span several options."""
     if not options['secret']:
         raise ConfigurationError(
             '"%s" is required: it signs the session cookie and the stored '
@@ -319,7 +224,6 @@ def _check_session_options(options, label_of, prefix):
         raise ConfigurationError(
             '"%s" = None needs "%s" = true: browsers drop SameSite=None '
             'cookies that are not Secure' % (label('samesite'), label('secure')))
-    require_location(options, options['type'], label)
 
 
 def masked(options):
@@ -335,44 +239,19 @@ def masked(options):
     return shown
 
 
-def mask_url(url):
-    """Hide the password in ``scheme://user:password@host`` style URLs."""
-    scheme, sep, rest = url.partition('://')
-    if not sep or '@' not in rest:
-        return url
-    credentials, at, host = rest.rpartition('@')
-    user, colon, _ = credentials.partition(':')
-    if not colon:
-        return url
-    return '%s://%s:********@%s' % (scheme, user, host)
-
-
-def as_list(value):
-    """Split a whitespace or comma separated setting into names."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return aslist(str(value).replace(',', ' '))
-
-
 # -- cache regions -----------------------------------------------------------
 
 CACHE_PREFIXES = ('cache.', 'beaker.cache.')
 #: Region options every storage type takes; dropped from what Beaker's
 #: namespace manager is given: ``type``, ``expire``, ``enabled``, ``key_length``.
 REGION_CONTROL_OPTIONS = frozenset(('type', 'expire', 'enabled', 'key_length'))
-#: Kept in a region's options only when set.
-_OPTIONAL_REGION_OPTIONS = ('data_dir', 'lock_dir', 'url')
-#: Only regions that sign their entries (server-side, ours) keep these.
+#: Only regions that sign their entries keep these.
 _SIGNING_OPTIONS = ('secret', 'data_serializer')
-_NOT_A_REGION_TYPE = frozenset(('cookie',))
 
 
 def as_region_type(value, label):
     """Coerce a region's storage type; cookies cannot hold cache regions."""
-    name = as_type(value, label, region_types())
-    if name in _NOT_A_REGION_TYPE:
-        _fail(label, value, 'one of %s' % ', '.join(region_types()))
-    return name
+    return backend_for(value, label, regions=True)[1]
 
 
 def as_expire(value, label):
@@ -386,27 +265,12 @@ def as_expire(value, label):
         _fail(label, value, 'a whole number of seconds (at least 1) or none')
 
 
-def as_positive_int(value, label):
-    """Coerce a whole number of at least 1."""
-    return as_int(value, label, minimum=1)
-
-
-def as_path(value, label):
-    """Coerce an optional directory: a string or a path object."""
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return as_str(value, label)
-
-
 #: Every region option all storage types share, with its coercer and default.
 REGION_OPTIONS = {
     'type': (as_region_type, 'memory'),
     'expire': (as_expire, 60),
     'enabled': (as_bool, True),
     'key_length': (as_positive_int, 250),
-    'data_dir': (as_path, None),
-    'lock_dir': (as_path, None),
-    'url': (as_str, None),
     'secret': (as_str, None),
     'data_serializer': (as_serializer, 'pickle'),
 }
@@ -414,8 +278,7 @@ REGION_OPTIONS = {
 
 def region_types():
     """Type names accepted for cache regions, for error messages."""
-    return [name for name in stores.known_types()
-            if name not in _NOT_A_REGION_TYPE]
+    return stores.known_types(regions=True)
 
 
 def cache_prefixes(prefix):
@@ -497,17 +360,14 @@ def _coerce_region(name, prefix, layered):
             return layered[option][1]
         return '%s%s.%s' % (prefix, name, option)
 
-    options = {}
+    given = layered['type'][2] if 'type' in layered else REGION_OPTIONS['type'][1]
+    backend, store_type = backend_for(given, label('type'), regions=True)
+    options = {'type': store_type}
     for option, (coerce, default) in REGION_OPTIONS.items():
-        if option in layered:
-            value = coerce(layered[option][2], label(option))
-        else:
-            value = default
-        if value is not None or option not in _OPTIONAL_REGION_OPTIONS:
-            options[option] = value
-    store_type = options['type']
-    beaker_own = store_type.startswith(stores.BEAKER_PREFIX)
-    if beaker_own or store_type == 'memory':
+        if option != 'type':
+            options[option] = (coerce(layered[option][2], label(option))
+                               if option in layered else default)
+    if not backend.signs_entries:
         for option in _SIGNING_OPTIONS:
             del options[option]
     elif not options['secret']:
@@ -515,30 +375,28 @@ def _coerce_region(name, prefix, layered):
             '"%s" is required for "%s" = %s: cache regions stored outside '
             'the process sign their entries (set it for the region or as '
             '"%ssecret")' % (label('secret'), label('type'), store_type, prefix))
-    module = None if beaker_own else _region_backend(store_type, label('type'))
-    _add_backend_options(options, layered, getattr(module, 'OPTIONS', {}),
-                         beaker_own)
-    require_location(options, store_type, label)
-    options['type'] = _beaker_type_name(store_type, module, label('type'))
+    _add_backend_options(options, layered, backend)
+    backend.check(options, store_type, label)
+    options['type'] = _beaker_type_name(backend, store_type, label('type'))
     return options
 
 
-def _add_backend_options(options, layered, extra, beaker_own):
-    """Add the backend-specific options to ``options``, coerced by ``extra``.
+def _add_backend_options(options, layered, backend):
+    """Add the type's own options to ``options``, each coerced once.
 
-    Inherited top-level keys the backend does not know are skipped (they
-    may be meant for other regions); unknown per-region settings warn,
-    unknown keywords fail.  Beaker's own classes get any per-region key.
+    Inherited top-level keys the type does not know are skipped (they may
+    be meant for other regions); unknown per-region settings warn, unknown
+    keywords fail.  Beaker's own classes get any per-region key as given.
     """
     for option, (source, where, value) in layered.items():
         if option in REGION_OPTIONS:
-            if option in extra and options.get(option) is not None:
-                options[option] = extra[option](options[option], where)
             continue
-        family = option.split('.', 1)[0] + '.' if '.' in option else None
-        if option in extra:
-            options[option] = extra[option](value, where)
-        elif family in extra or (beaker_own and source != 'inherited'):
+        coerce = backend.coercer(option) or LOCATION_OPTIONS.get(option)
+        if coerce is not None:
+            value = coerce(value, where)
+            if value is not None:
+                options[option] = value
+        elif backend.open_options and source != 'inherited':
             options[option] = value
         elif source == 'keyword':
             raise ConfigurationError(
@@ -549,21 +407,9 @@ def _add_backend_options(options, layered, extra, beaker_own):
                           stacklevel=4)
 
 
-def _region_backend(store_type, label):
-    """Import the backend module of ``store_type``, blaming ``label`` on failure."""
-    try:
-        return stores.backend_module(store_type)
-    except ImportError as exc:
-        raise ConfigurationError(
-            '"%s" = %s cannot be used: %s' % (label, store_type, exc)) from exc
-
-
-def _beaker_type_name(store_type, module, label):
+def _beaker_type_name(backend, store_type, label):
     """Return the name Beaker's ``clsmap`` knows ``store_type`` by, checked."""
-    if module is None:
-        name = store_type[len(stores.BEAKER_PREFIX):]
-    else:
-        name = module.ENTRY_POINT
+    name = backend.beaker_type(store_type)
     try:
         found = beaker.cache.clsmap[name]
     except KeyError:
@@ -575,13 +421,3 @@ def _beaker_type_name(store_type, module, label):
         raise ConfigurationError(
             '"%s" = %s cannot be used: %s' % (label, store_type, found))
     return name
-
-
-# -- backend options -------------------------------------------------------------
-
-def as_timeout(value, label):
-    """Coerce an optional number of seconds greater than 0, fractions allowed."""
-    number = as_float(value, label)
-    if number == 0:
-        _fail(label, value, 'a number of seconds greater than 0')
-    return number

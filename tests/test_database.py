@@ -14,7 +14,7 @@ from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
 
 from pyramid_beaker.session import session_factory_from_settings
-from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores import find_backend
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.database import (
     AdvisoryLock,
@@ -95,14 +95,16 @@ def postgres_port(postgres_url):
 
 # -- the session store ---------------------------------------------------------
 
-def test_module_attributes():
-    module = backend_module('ext:database')
-    assert module.SESSION_STORE is DatabaseSessionStore
-    assert module.NAMESPACE_MANAGER is DatabaseNamespaceManager
-    assert module.ENTRY_POINT == 'pyramid_beaker.database'
+def test_backend_descriptor():
+    backend, name = find_backend('database')
+    assert name == 'ext:database'
+    assert backend.session_store is DatabaseSessionStore
+    assert backend.namespace_manager is DatabaseNamespaceManager
+    assert backend.beaker_name == 'pyramid_beaker.database'
     assert beaker_cache.clsmap['pyramid_beaker.database'] is DatabaseNamespaceManager
-    assert set(module.OPTIONS) == {
+    assert set(backend.options) == {
         'url', 'bind', 'table_name', 'schema_name', 'lock_timeout', 'sa.'}
+    assert backend.location == ('url', 'bind')
 
 
 def test_round_trip_merge_and_delete(store, engine, table_name):
@@ -267,8 +269,10 @@ def test_settings_reach_the_store(postgres_url, table_name):
 
 
 def test_missing_url_and_bad_bind_are_configuration_errors():
-    with pytest.raises(ConfigurationError, match='"url" .* is required'):
-        DatabaseSessionStore({}, CODEC)
+    with pytest.raises(ConfigurationError, match='"session.url" is required for '
+                       '"session.type" = ext:database \\(or "session.bind"\\)'):
+        session_factory_from_settings({
+            'session.type': 'ext:database', 'session.secret': SECRET})
     with pytest.raises(ConfigurationError, match='"session.bind" must be a SQLAlchemy Engine'):
         session_factory_from_settings({
             'session.type': 'ext:database', 'session.secret': SECRET,

@@ -11,7 +11,8 @@ import pytest
 from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_beaker.stores import backend_module
+from pyramid_beaker.session import session_factory_from_settings
+from pyramid_beaker.stores import find_backend
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.dbm import DBMNamespaceManager, DBMSessionStore
 
@@ -49,13 +50,16 @@ def store(data_dir):
 
 # -- the session store ---------------------------------------------------------
 
-def test_module_attributes():
-    module = backend_module('dbm')
-    assert module.SESSION_STORE is DBMSessionStore
-    assert module.NAMESPACE_MANAGER is DBMNamespaceManager
-    assert module.ENTRY_POINT == 'pyramid_beaker.dbm'
+def test_backend_descriptor():
+    backend, name = find_backend('dbm')
+    assert name == 'dbm'
+    assert backend.session_store is DBMSessionStore
+    assert backend.namespace_manager is DBMNamespaceManager
+    assert backend.beaker_name == 'pyramid_beaker.dbm'
     assert beaker_cache.clsmap['pyramid_beaker.dbm'] is DBMNamespaceManager
-    assert set(module.OPTIONS) == {'data_dir', 'lock_dir'}
+    assert set(backend.options) == {'data_dir', 'lock_dir'}
+    assert backend.location == ('data_dir',)
+    assert not backend.process_local
 
 
 def test_round_trip_merge_and_delete(store, data_dir):
@@ -233,8 +237,9 @@ def test_planted_pickles_are_never_loaded(store, data_dir, tmp_dir):
 
 
 def test_missing_data_dir_is_a_configuration_error():
-    with pytest.raises(ConfigurationError, match='"data_dir" is required'):
-        DBMSessionStore({}, CODEC)
+    with pytest.raises(ConfigurationError,
+                       match='"session.data_dir" is required for "session.type" = dbm'):
+        session_factory_from_settings({'session.type': 'dbm', 'session.secret': SECRET})
 
 
 def test_file_errors_raise_and_recover(store, data_dir):

@@ -16,7 +16,7 @@ from pymemcache.client.base import Client
 from pymemcache.exceptions import MemcacheError
 from pyramid.exceptions import ConfigurationError
 
-from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores import find_backend
 from pyramid_beaker.stores.base import SessionBackendError
 from pyramid_beaker.stores.memcached import (
     MAX_RELATIVE_TTL,
@@ -24,9 +24,9 @@ from pyramid_beaker.stores.memcached import (
     MemcachedNamespaceManager,
     MemcachedSessionStore,
     close_shared_clients,
+    connect,
     expire_time,
     hashed_key,
-    make_client,
 )
 
 from .backend_faults import MemcachedServer, running
@@ -137,13 +137,16 @@ def private_memcached():
 
 # -- the session store ---------------------------------------------------------
 
-def test_module_attributes():
-    module = backend_module('ext:memcached')
-    assert module.SESSION_STORE is MemcachedSessionStore
-    assert module.NAMESPACE_MANAGER is MemcachedNamespaceManager
-    assert module.ENTRY_POINT == 'pyramid_beaker.memcached'
+def test_backend_descriptor():
+    backend, name = find_backend('memcached')
+    assert name == 'ext:memcached'
+    assert backend.session_store is MemcachedSessionStore
+    assert backend.namespace_manager is MemcachedNamespaceManager
+    assert backend.beaker_name == 'pyramid_beaker.memcached'
     assert beaker_cache.clsmap['pyramid_beaker.memcached'] is MemcachedNamespaceManager
-    assert set(module.OPTIONS) == {'url', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+    assert set(backend.options) == {
+        'url', 'client', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+    assert backend.location == ('url', 'client')
 
 
 def test_round_trip_merge_and_delete(store, new_id, memcached_url, prefix):
@@ -248,14 +251,17 @@ def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
 
 
 @pytest.mark.parametrize('url, message', [
-    (None, '"url" is required'),
-    ('', '"url" is required'),
-    ('127.0.0.1:1;127.0.0.1:2', 'one memcached server'),
-    ('127.0.0.1:abc', 'must be host:port'),
+    ('', '"session.url" is required for "session.type" = ext:memcached'),
+    ('127.0.0.1:1;127.0.0.1:2', '"session.url" must name one memcached server'),
+    ('127.0.0.1:abc', '"session.url" must be host:port'),
 ])
 def test_bad_urls_are_configuration_errors(url, message):
+    from pyramid_beaker.session import session_factory_from_settings
+
     with pytest.raises(ConfigurationError, match=message):
-        MemcachedSessionStore({'url': url}, CODEC)
+        session_factory_from_settings({
+            'session.type': 'ext:memcached', 'session.secret': SECRET,
+            'session.url': url})
 
 
 def test_bad_key_prefix_names_the_setting():
@@ -378,8 +384,8 @@ def test_get_with_createfunc_computes_once_across_threads(memcached_url, prefix)
 def test_creation_lock_is_shared_through_the_server(memcached_url, prefix, raw, request):
     name = prefix + 'lock-test'
     # Two clients, as two processes would have.
-    mine = MemcachedLock(make_client(memcached_url), name, 2)
-    theirs = MemcachedLock(make_client(memcached_url), name, 2)
+    mine = MemcachedLock(connect({'url': memcached_url}), name, 2)
+    theirs = MemcachedLock(connect({'url': memcached_url}), name, 2)
     request.addfinalizer(mine.client.close)
     request.addfinalizer(theirs.client.close)
     assert mine.acquire(wait=False)

@@ -22,9 +22,9 @@ from pyramid_beaker.session import (
     session_factory_from_settings,
 )
 from pyramid_beaker.settings import region_options_from_settings
-from pyramid_beaker.stores import backend_module
+from pyramid_beaker.stores import find_backend
 from pyramid_beaker.stores.base import Record, SessionBackendError
-from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, make_client
+from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, connect
 
 from .backend_faults import CommandLog, RedisServer, names, round_trips, running
 from .helpers import (
@@ -212,18 +212,20 @@ def test_a_non_hash_under_the_session_key_reads_as_absent(store, client, prefix)
 
 
 def test_backend_module_attributes():
-    module = backend_module('ext:redis')
-    assert module.SESSION_STORE is RedisSessionStore
-    assert module.NAMESPACE_MANAGER is RedisNamespaceManager
-    assert module.ENTRY_POINT == 'pyramid_beaker.redis'
-    assert set(module.OPTIONS) == {'url', 'key_prefix', 'socket_timeout', 'lock_timeout'}
-    assert backend_module('redis') is module
+    backend, name = find_backend('ext:redis')
+    assert name == 'ext:redis'
+    assert backend.session_store is RedisSessionStore
+    assert backend.namespace_manager is RedisNamespaceManager
+    assert backend.beaker_name == 'pyramid_beaker.redis'
+    assert set(backend.options) == {
+        'url', 'client', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+    assert find_backend('redis') == (backend, 'ext:redis')
 
 
 # -- configuration errors ------------------------------------------------------
 
 def test_missing_url_is_a_configuration_error():
-    with pytest.raises(ConfigurationError, match='"url" is required'):
+    with pytest.raises(ConfigurationError, match='"url" is required for "type" = ext:redis'):
         BeakerSessionFactoryConfig(type='ext:redis', secret=SECRET)
 
 
@@ -565,7 +567,7 @@ def test_planted_pickle_in_the_cache_is_a_miss(redis_url, prefix, client, tmp_di
 
 def test_creation_lock(redis_url, prefix, client):
     manager = RedisNamespaceManager('ns', secret=SECRET, url=redis_url,
-                                    key_prefix=prefix, lock_timeout='0.5')
+                                    key_prefix=prefix, lock_timeout=0.5)
     first, second = manager.get_creation_lock('k'), manager.get_creation_lock(b'k')
     assert first.acquire(wait=False) is True
     assert 0 < client.pttl(prefix + 'lock:ns:k') <= 500
@@ -634,7 +636,7 @@ def test_namespace_managers_share_one_client(redis_url, prefix):
     first = RedisNamespaceManager('one', secret=SECRET, url=redis_url, key_prefix=prefix)
     second = RedisNamespaceManager('two', secret=SECRET, url=redis_url, key_prefix=prefix)
     assert first.client is second.client
-    assert make_client({'url': redis_url}) is not first.client
+    assert connect({'url': redis_url}) is not first.client
 
 
 def test_regions_from_settings_use_the_backend(redis_url, prefix, client):

@@ -31,8 +31,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 #: Purges of more sessions than this draw a progress bar (on a terminal).
 PROGRESS_THRESHOLD = 1000
-#: Storage types that live inside each app process, out of pbeaker's reach.
-PROCESS_LOCAL_TYPES = frozenset(('memory', 'pyramid_beaker.memory'))
 SESSION_CATEGORY = 'session factory'
 REGION_CATEGORY = 'beaker cache regions'
 FUNCTION_CATEGORY = 'beaker cached functions'
@@ -320,7 +318,7 @@ class PBeakerCommand:
             raise CommandError('the app\'s session factory is not a pyramid_beaker '
                                'one: %r' % (factory,))
         store_type = factory.options['type']
-        if store_type in PROCESS_LOCAL_TYPES:
+        if factory.process_local:
             self.out('Nothing to purge: memory sessions live inside each app '
                      'process, which drops expired ones by itself.')
             return EXIT_OK
@@ -354,7 +352,7 @@ class PBeakerCommand:
             raise CommandError('the app has no cache region named %r (configured: %s)'
                                % (name, known))
         store_type = region.options.get('type')
-        if store_type in PROCESS_LOCAL_TYPES:
+        if region.process_local:
             raise CommandError(
                 'cache region %r is kept in the memory of each app process, out '
                 'of pbeaker\'s reach: restart the app to empty it' % name)

@@ -1,58 +1,135 @@
-"""The table of storage types users name in ``session.type`` and ``cache.type``.
+"""Find the backend (a :class:`~.base.Backend`) a ``type`` setting names.
 
-Each type name maps to a module of this package that defines
-``SESSION_STORE`` (a :class:`~.base.SessionStore` class or None),
-``NAMESPACE_MANAGER`` (a Beaker namespace manager class or None),
-``ENTRY_POINT`` (its name in Beaker's ``beaker.backends`` registry) and
-``OPTIONS`` (``{option: coercer}`` for its backend-specific options).
-Modules are imported on first use, so a missing driver only matters to the
-users of that backend.
+Each module of this package that exports ``BACKEND`` is a backend.  A type
+name is looked up in the module named after its first or last
+``:``-separated word (``ext:redis`` in ``redis``, ``beaker:ext:redis`` in
+``beaker``), so only the backend in use is imported.  Other packages add a
+backend with one module and one entry point: the module exports ``BACKEND``
+and its namespace manager class, which the package declares in Beaker's
+own ``beaker.backends`` entry-point group (so Beaker finds the class, and
+we find the descriptor next to it).
+
+A module whose driver is missing raises Beaker's
+:class:`~beaker.exceptions.InvalidCacheBackendError` on import (so that
+Beaker skips its ``beaker.backends`` entry point quietly); here that becomes
+:class:`BackendUnavailable`, whose message names the extra to install.
 """
 import importlib
+import importlib.metadata
+import pkgutil
+import sys
 
-TYPES = {
-    'memory': 'pyramid_beaker.stores.memory',
-    'file': 'pyramid_beaker.stores.file',
-    'dbm': 'pyramid_beaker.stores.dbm',
-    'cookie': 'pyramid_beaker.stores.cookie',
-    'ext:redis': 'pyramid_beaker.stores.redis',
-    'ext:memcached': 'pyramid_beaker.stores.memcached',
-    'ext:database': 'pyramid_beaker.stores.database',
-}
-ALIASES = {
-    'redis': 'ext:redis',
-    'memcached': 'ext:memcached',
-    'database': 'ext:database',
-}
-#: Prefix that opts into Beaker's own (unsigned, pickling) classes.
-BEAKER_PREFIX = 'beaker:'
+from beaker.cache import clsmap
+from beaker.exceptions import InvalidCacheBackendError
+
+ENTRY_POINT_GROUP = 'beaker.backends'
+_NOT_BACKENDS = frozenset(('base',))
 
 
-def canonical_type(name):
-    """Return the canonical type name for ``name``, or raise KeyError."""
-    name = ALIASES.get(name, name)
-    if name not in TYPES:
+class BackendUnavailable(LookupError):
+    """The backend of a type name exists but its driver is not installed."""
+
+
+class UnknownType(KeyError):
+    """No backend has this type name; ``expected`` says what would be accepted."""
+
+    def __init__(self, name, expected=None):
+        super().__init__(name)
+        self.expected = expected
+
+
+def _builtin_modules():
+    return sorted(info.name for info in pkgutil.iter_modules(__path__)
+                  if info.name not in _NOT_BACKENDS)
+
+
+def _load_module(name):
+    """Return the ``BACKEND`` of our module ``name`` (or None if it has none)."""
+    try:
+        module = importlib.import_module('%s.%s' % (__name__, name))
+    except InvalidCacheBackendError as exc:
+        raise BackendUnavailable(str(exc)) from exc
+    return getattr(module, 'BACKEND', None)
+
+
+def _entry_points():
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _plugin_backends():
+    """The descriptors of other packages, next to their Beaker entry points."""
+    found = []
+    for entry_point in _entry_points():
+        if entry_point.module.startswith(__name__ + '.'):
+            continue  # ours, found by module name
+        try:
+            module = importlib.import_module(entry_point.module)
+        except Exception:  # Beaker skips (or warns about) broken entry points too
+            continue
+        backend = getattr(module, 'BACKEND', None)
+        if backend is not None and backend not in found:
+            found.append(backend)
+    return found
+
+
+def find_backend(name):
+    """Return ``(backend, canonical type name)`` for the type ``name``.
+
+    Raises KeyError for an unknown name and :class:`BackendUnavailable`
+    when its module cannot be imported (a missing driver).
+    """
+    if not isinstance(name, str) or not name:
         raise KeyError(name)
-    return name
+    words = name.split(':')
+    builtin = _builtin_modules()
+    for module in dict.fromkeys((words[0], words[-1])):
+        if module in builtin:
+            backend = _load_module(module)
+            found = backend.type_name(name) if backend is not None else None
+            if found is not None:
+                return backend, found
+    for backend in all_backends():
+        found = backend.type_name(name)
+        if found is not None:
+            return backend, found
+    raise KeyError(name)
 
 
-def backend_module(name):
-    """Import and return the module for the (canonical or alias) type ``name``."""
-    if name.startswith(BEAKER_PREFIX):
-        return importlib.import_module('pyramid_beaker.stores.beaker')
-    return importlib.import_module(TYPES[canonical_type(name)])
+def all_backends():
+    """Every backend that can be loaded (for error messages and listings)."""
+    found = []
+    for module in _builtin_modules():
+        try:
+            backend = _load_module(module)
+        except BackendUnavailable:
+            continue
+        if backend is not None:
+            found.append(backend)
+    return found + _plugin_backends()
 
 
-def beaker_class(name):
-    """Return Beaker's own class for ``beaker:<type>``; raise KeyError if unknown."""
-    from beaker.cache import clsmap
+def known_types(regions=False):
+    """Names accepted in ``type`` settings, for error messages.
 
-    cls = clsmap[name[len(BEAKER_PREFIX):]]
-    if isinstance(cls, Exception):  # a Beaker backend whose driver is missing
-        raise KeyError(name)
-    return cls
+    With ``regions``, only types that can hold cache regions.
+    """
+    names = []
+    for backend in all_backends():
+        if regions and backend.namespace_manager is None:
+            continue
+        names.append(getattr(backend, 'display_name', backend.name))
+    return sorted(names, key=lambda name: (name.startswith('beaker:'), name))
 
 
-def known_types():
-    """Names accepted in ``type`` settings, for error messages."""
-    return sorted(TYPES) + [BEAKER_PREFIX + '<beaker type>']
+def backend_of_manager(beaker_name):
+    """Return ``(backend, type name)`` for the manager Beaker knows as ``beaker_name``.
+
+    Region options name their storage by that registry name: the class's
+    module holds the descriptor; any other class is one of Beaker's own
+    (``beaker:<type>``).
+    """
+    cls = clsmap[beaker_name]
+    backend = getattr(sys.modules.get(getattr(cls, '__module__', None)), 'BACKEND', None)
+    if backend is not None and backend.beaker_name == beaker_name:
+        return backend, backend.name
+    return find_backend('beaker:' + beaker_name)

@@ -11,6 +11,7 @@ import secrets
 import time
 
 from beaker.container import NamespaceManager
+from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData, SignedCodec
 
@@ -18,6 +19,115 @@ log = logging.getLogger('pyramid_beaker')
 
 Record = collections.namedtuple('Record', 'data created accessed')
 Record.__doc__ = 'A loaded session: its user data, creation and access times.'
+
+
+class Backend:
+    """Everything the package needs to know about one storage type.
+
+    Each store module exports one, named ``BACKEND``; settings, sessions,
+    cache regions, ``@cached_region`` and ``pbeaker`` ask it instead of
+    comparing type names.
+
+    :param name: the canonical type name (``session.type = ext:redis``).
+    :param aliases: other names accepted for it (``redis``).
+    :param session_store: the :class:`SessionStore` class, or None.
+    :param namespace_manager: the Beaker namespace manager class for cache
+        regions, or None when the type cannot hold regions.
+    :param beaker_name: the manager's name in Beaker's ``beaker.backends``
+        registry (``beaker.cache.clsmap``).
+    :param location: the options that say where data is kept, any one of
+        which is enough (``('url', 'client')``); the first is named when
+        none is set.  Empty for types that need none.
+    :param process_local: True when data lives inside each process.
+    :param drops_expired: True when the namespace manager's ``get_entry``
+        drops entries older than their stored expiry.
+    :param signs_sessions: True when session records are signed with
+        ``secret`` (they leave the process); False keeps plain copies.
+    :param signs_entries: the same for cache entries.
+    :param options: ``{option: coercer}`` for the type's own options; a
+        name ending in ``.`` coerces a family (``sa.`` for ``sa.pool_size``).
+    :param connect: ``connect(options)`` returns the client, pool or engine
+        both the session store and the namespace manager use (a ready one
+        given in the options is returned as is).
+    :param check: ``check(options, label)`` raises
+        :class:`~pyramid.exceptions.ConfigurationError` for options that
+        are wrong together; ``label(option)`` is the setting key to blame.
+    """
+
+    #: True when cache regions hand options the type does not declare to
+    #: the namespace manager as given (Beaker's own classes).
+    open_options = False
+
+    def __init__(self, name, *, aliases=(), session_store=None,
+                 namespace_manager=None, beaker_name=None, location=(),
+                 process_local=False, drops_expired=False, signs_sessions=True,
+                 signs_entries=True, options=None, connect=None, check=None):
+        self.name = name
+        self.aliases = tuple(aliases)
+        self.session_store = session_store
+        self.namespace_manager = namespace_manager
+        self.beaker_name = beaker_name
+        self.location = tuple(location)
+        self.process_local = process_local
+        self.drops_expired = drops_expired
+        self.signs_sessions = signs_sessions
+        self.signs_entries = signs_entries
+        self.options = dict(options or {})
+        self._connect = connect
+        self._check = check
+
+    def __repr__(self):
+        return '<Backend %s>' % self.name
+
+    @property
+    def names(self):
+        """The canonical name and the aliases."""
+        return (self.name,) + self.aliases
+
+    def type_name(self, name):
+        """Return the canonical name if ``name`` is one of ours, else None."""
+        return self.name if name in self.names else None
+
+    def coercer(self, option):
+        """Return the coercer of ``option`` (or of its family), or None."""
+        found = self.options.get(option)
+        if found is None and '.' in option:
+            found = self.options.get(option.split('.', 1)[0] + '.')
+        return found
+
+    def beaker_type(self, type_name):
+        """The name Beaker's registry knows ``type_name``'s namespace manager by."""
+        return self.beaker_name
+
+    def process_local_of(self, type_name):
+        """True when ``type_name`` (one of our names) keeps data in each process."""
+        return self.process_local
+
+    def location_of(self, type_name):
+        """The location options of ``type_name`` (one of our names)."""
+        return self.location
+
+    def check(self, options, type_name, label):
+        """Raise ConfigurationError unless ``options`` can work for ``type_name``.
+
+        ``label(option)`` returns the setting key to blame.
+        """
+        location = self.location_of(type_name)
+        if location and not any(options.get(name) is not None
+                                for name in location):
+            others = ' or '.join('"%s"' % label(name) for name in location[1:])
+            raise ConfigurationError(
+                '"%s" is required for "%s" = %s%s'
+                % (label(location[0]), label('type'), type_name,
+                   ' (or %s)' % others if others else ''))
+        if self._check is not None:
+            self._check(options, label)
+
+    def connect(self, options):
+        """Return a new client, pool or engine for ``options`` (or the ready one)."""
+        if self._connect is None:
+            raise TypeError('%s stores have no connection' % self.name)
+        return self._connect(options)
 
 
 class SessionBackendError(RuntimeError):

@@ -9,11 +9,12 @@ else can write to the store.  Saves run under the class's write lock, which
 spans processes only where Beaker's lock does.
 """
 from beaker.cache import clsmap
+from beaker.container import NamespaceManager
 
-from .base import SessionStore, merge, pack_record
+from .base import Backend, SessionStore, merge, pack_record
 
-ENTRY_POINT = None
-NAMESPACE_MANAGER = None
+#: The type-name prefix that opts into Beaker's own classes.
+PREFIX = 'beaker:'
 #: Options handed to Beaker's class as they are.
 PASSED_OPTIONS = ('data_dir', 'lock_dir', 'url')
 
@@ -75,5 +76,66 @@ class BeakerNamespaceSessionStore(SessionStore):
             namespace.release_write_lock()
 
 
-SESSION_STORE = BeakerNamespaceSessionStore
-OPTIONS = {}
+def as_given(value, label):
+    """Options for Beaker's classes go to them unchanged."""
+    return value
+
+
+class BeakerBackend(Backend):
+    """``beaker:<type>``: any class in Beaker's registry, for sessions and regions.
+
+    Where data is kept follows our backend of the same type name
+    (``beaker:file`` needs ``data_dir`` like ``file``).  Beaker's classes
+    do not sign what they store: cache regions take no ``secret``.
+    """
+
+    open_options = True
+    display_name = PREFIX + '<beaker type>'
+
+    def __init__(self):
+        super().__init__(
+            PREFIX.rstrip(':'),
+            session_store=BeakerNamespaceSessionStore,
+            namespace_manager=NamespaceManager,  # Beaker's: see beaker_type
+            signs_entries=False,
+            options={'sa.': as_given})
+
+    def type_name(self, name):
+        """Claim ``beaker:<type>`` when Beaker knows ``<type>``."""
+        if not name.startswith(PREFIX):
+            return None
+        try:
+            found = clsmap[name[len(PREFIX):]]
+        except KeyError:
+            from . import UnknownType
+
+            raise UnknownType(name, "one of Beaker's types after %r (its "
+                              'driver must be installed)' % PREFIX) from None
+        if isinstance(found, Exception):  # Beaker's marker for a missing driver
+            from . import BackendUnavailable
+
+            raise BackendUnavailable(str(found))
+        return name
+
+    def beaker_type(self, type_name):
+        return type_name[len(PREFIX):]
+
+    def _ours(self, type_name):
+        """Our backend of the same type name, or None."""
+        from . import find_backend
+
+        try:
+            return find_backend(self.beaker_type(type_name))[0]
+        except LookupError:
+            return None
+
+    def location_of(self, type_name):
+        ours = self._ours(type_name)
+        return ours.location[:1] if ours is not None else ()
+
+    def process_local_of(self, type_name):
+        ours = self._ours(type_name)
+        return ours is not None and ours.process_local
+
+
+BACKEND = BeakerBackend()

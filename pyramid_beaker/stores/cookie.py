@@ -13,23 +13,26 @@ import os
 from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData, SignedCodec
-from .base import SessionStore, log, pack_record, unpack_record
+from .base import Backend, SessionStore, log, pack_record, unpack_record
 
-ENTRY_POINT = None
-OPTIONS = {}
-NAMESPACE_MANAGER = None
 #: Largest cookie value we send; browsers keep at most 4096 bytes per cookie.
 MAX_COOKIE_SIZE = 4000
 
 
-def _aesgcm(encrypt_key):
+def _aesgcm(encrypt_key, label='encrypt_key'):
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
         raise ConfigurationError(
-            '"encrypt_key" needs the cryptography package: '
-            'pip install "pyramid_beaker[crypto]"') from None
+            '"%s" needs the cryptography package: '
+            'pip install "pyramid_beaker[crypto]"' % label) from None
     return AESGCM(hashlib.sha256(encrypt_key.encode('utf-8')).digest())
+
+
+def check(options, label):
+    """An ``encrypt_key`` needs the cryptography package: say so at startup."""
+    if options.get('encrypt_key'):
+        _aesgcm(options['encrypt_key'], label('encrypt_key'))
 
 
 class CookieSessionStore(SessionStore):
@@ -77,4 +80,5 @@ class CookieSessionStore(SessionStore):
             raise InvalidData('cannot decrypt the cookie') from None
 
 
-SESSION_STORE = CookieSessionStore
+#: Cookies hold sessions only: no cache regions.
+BACKEND = Backend('cookie', session_store=CookieSessionStore, check=check)

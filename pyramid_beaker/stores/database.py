@@ -21,8 +21,9 @@ from beaker.exceptions import InvalidCacheBackendError
 from beaker.synchronization import NameLock
 from pyramid.exceptions import ConfigurationError
 
-from ..settings import as_bool, as_str, as_timeout, mask_url
+from ..coerce import as_bool, as_str, as_timeout, mask_url
 from .base import (
+    Backend,
     BaseNamespaceManager,
     SessionBackendError,
     SessionStore,
@@ -38,7 +39,6 @@ except ImportError as exc:  # Beaker skips such entry points quietly
         'the ext:database backend needs SQLAlchemy: '
         'pip install "pyramid_beaker[database]"') from exc
 
-ENTRY_POINT = 'pyramid_beaker.database'
 SESSION_TABLE = 'beaker_sessions'
 CACHE_TABLE = 'beaker_cache'
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -69,17 +69,17 @@ OPTIONS = {
 }
 
 
-def engine_from_options(options):
-    """Return a new engine for ``options['url']`` and the ``sa.*`` options.
+def connect(options):
+    """Return ``options['bind']``, or a new engine for ``url`` and the ``sa.*`` options.
 
     ``pool_pre_ping`` defaults to true, so connections broken by a database
     restart are replaced instead of failing the next request.
     """
+    if options.get('bind') is not None:
+        return options['bind']
     url = options.get('url')
     if not url:
-        raise ConfigurationError(
-            '"url" (or "bind", an Engine) is required for ext:database: '
-            'a SQLAlchemy URL such as postgresql+psycopg://user@host/db')
+        raise ValueError('ext:database needs a "url" or a "bind" engine')
     config = {'sa.pool_pre_ping': True}
     config.update((name, value) for name, value in options.items()
                   if name.startswith('sa.'))
@@ -102,7 +102,7 @@ def shared_engine(options):
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = engine_from_options(options)
+            engine = _engines[key] = connect(options)
         return engine
 
 
@@ -158,7 +158,7 @@ class DatabaseSessionStore(SessionStore):
     def __init__(self, options, codec):
         super().__init__(options, codec)
         self._owns_engine = options.get('bind') is None
-        self.engine = engine_from_options(options) if self._owns_engine else options['bind']
+        self.engine = connect(options)
         self.reader = self.engine.execution_options(isolation_level='AUTOCOMMIT')
         self.url = self.engine.url.render_as_string(hide_password=False)
         if self.engine.dialect.name == 'sqlite':
@@ -327,10 +327,8 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         self.engine = shared_engine(self.options)
         self.reader = self.engine.execution_options(isolation_level='AUTOCOMMIT')
         self.table = cache_table(
-            as_str(self.options.get('table_name'), 'table_name') or CACHE_TABLE,
-            as_str(self.options.get('schema_name'), 'schema_name'))
-        lock_timeout = as_timeout(self.options.get('lock_timeout'), 'lock_timeout')
-        self.lock_timeout = lock_timeout or DEFAULT_LOCK_TIMEOUT
+            self.options.get('table_name') or CACHE_TABLE, self.options.get('schema_name'))
+        self.lock_timeout = self.options.get('lock_timeout') or DEFAULT_LOCK_TIMEOUT
         self._table_exists = False
 
     @contextlib.contextmanager
@@ -387,5 +385,13 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         return AdvisoryLock(self.engine, number, self.lock_timeout)
 
 
-SESSION_STORE = DatabaseSessionStore
-NAMESPACE_MANAGER = DatabaseNamespaceManager
+BACKEND = Backend(
+    'ext:database',
+    aliases=('database',),
+    session_store=DatabaseSessionStore,
+    namespace_manager=DatabaseNamespaceManager,
+    beaker_name='pyramid_beaker.database',
+    location=('url', 'bind'),
+    options=OPTIONS,
+    connect=connect,
+)

@@ -27,8 +27,9 @@ import time
 from beaker.synchronization import file_synchronizer
 from pyramid.exceptions import ConfigurationError
 
-from ..settings import as_str
+from ..coerce import as_path
 from .base import (
+    Backend,
     BaseNamespaceManager,
     SessionBackendError,
     SessionStore,
@@ -36,8 +37,6 @@ from .base import (
     pack_record,
 )
 
-ENTRY_POINT = 'pyramid_beaker.dbm'
-OPTIONS = {'data_dir': as_str, 'lock_dir': as_str}
 #: File-name endings the dbm modules use for one database.
 _SUFFIXES = ('', '.db', '.dat', '.dir', '.bak', '.pag')
 #: Session values start with (accessed, expires), unsigned, for expiry and purging.
@@ -314,5 +313,11 @@ class DBMNamespaceManager(BaseNamespaceManager):
             lock_dir=self.lock_dir)
 
 
-SESSION_STORE = DBMSessionStore
-NAMESPACE_MANAGER = DBMNamespaceManager
+BACKEND = Backend(
+    'dbm',
+    session_store=DBMSessionStore,
+    namespace_manager=DBMNamespaceManager,
+    beaker_name='pyramid_beaker.dbm',
+    location=('data_dir',),
+    options={'data_dir': as_path, 'lock_dir': as_path},
+)

@@ -14,10 +14,15 @@ import tempfile
 from beaker.synchronization import file_synchronizer
 
 from ..codec import InvalidData
-from .base import BaseNamespaceManager, SessionStore, merge, now, pack_record, unpack_record
-
-ENTRY_POINT = 'pyramid_beaker.file'
-OPTIONS = {}
+from .base import (
+    Backend,
+    BaseNamespaceManager,
+    SessionStore,
+    merge,
+    now,
+    pack_record,
+    unpack_record,
+)
 
 
 def _read(path):
@@ -188,5 +193,10 @@ class FileNamespaceManager(BaseNamespaceManager):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-SESSION_STORE = FileSessionStore
-NAMESPACE_MANAGER = FileNamespaceManager
+BACKEND = Backend(
+    'file',
+    session_store=FileSessionStore,
+    namespace_manager=FileNamespaceManager,
+    beaker_name='pyramid_beaker.file',
+    location=('data_dir',),
+)

@@ -17,8 +17,9 @@ import time
 from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
-from ..settings import as_str, as_timeout, mask_url
+from ..coerce import as_str, as_timeout, mask_url
 from .base import (
+    Backend,
     BaseNamespaceManager,
     SessionBackendError,
     SessionStore,
@@ -35,7 +36,6 @@ except ImportError as exc:  # Beaker skips such entry points quietly
         'the ext:memcached backend needs pymemcache: '
         'pip install "pyramid_beaker[memcached]"') from exc
 
-ENTRY_POINT = 'pyramid_beaker.memcached'
 #: memcached reads expiry times above 30 days as absolute unix times.
 MAX_RELATIVE_TTL = 30 * 24 * 3600
 DEFAULT_TIMEOUT = 3.0
@@ -53,14 +53,6 @@ def as_key_prefix(value, label):
             '"%s" must be at most 100 printable ASCII characters without '
             'spaces, not %r' % (label, value))
     return value
-
-
-OPTIONS = {
-    'url': as_str,
-    'key_prefix': as_key_prefix,
-    'socket_timeout': as_timeout,
-    'lock_timeout': as_timeout,
-}
 
 
 def expire_time(seconds):
@@ -135,13 +127,40 @@ class ReconnectingClient(PooledClient):
         return self._retried(PooledClient.delete, *args, **kwargs)
 
 
-def make_client(url, timeout=None):
-    """Return a thread-safe pymemcache client that stores raw bytes."""
-    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+def as_memcached_url(value, label):
+    """Coerce the server's ``host:port`` (or a socket path)."""
+    url = as_str(value, label)
+    if url is not None:
+        server_spec(url, label)
+    return url
+
+
+def as_client(value, label):
+    """Accept a ready pymemcache client (or None)."""
+    if value is None or all(hasattr(value, name) for name in ('gets', 'cas', 'add')):
+        return value
+    raise ConfigurationError(
+        '"%s" must be a pymemcache client, not %r' % (label, value))
+
+
+OPTIONS = {
+    'url': as_memcached_url,
+    'client': as_client,
+    'key_prefix': as_key_prefix,
+    'socket_timeout': as_timeout,
+    'lock_timeout': as_timeout,
+}
+
+
+def connect(options):
+    """Return ``options['client']``, or a new thread-safe client storing raw bytes."""
+    if options.get('client') is not None:
+        return options['client']
+    timeout = options.get('socket_timeout') or DEFAULT_TIMEOUT
     # No serde: pymemcache then passes bytes through unchanged and never
     # pickles or unpickles anything.
     return ReconnectingClient(
-        server_spec(url), connect_timeout=timeout, timeout=timeout,
+        server_spec(options.get('url')), connect_timeout=timeout, timeout=timeout,
         no_delay=True, default_noreply=False)
 
 
@@ -153,8 +172,9 @@ class MemcachedSessionStore(SessionStore):
 
     def __init__(self, options, codec):
         super().__init__(options, codec)
-        self.url = options.get('url')
-        self.client = make_client(self.url, options.get('socket_timeout'))
+        self.url = options.get('url') or repr(options.get('client'))
+        self.client = connect(options)
+        self._owns_client = options.get('client') is None
         self.prefix = options.get('key_prefix') or SESSION_PREFIX
 
     @contextlib.contextmanager
@@ -206,19 +226,23 @@ class MemcachedSessionStore(SessionStore):
             self.client.delete(self.prefix + session_id)
 
     def close(self):
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
 
 _clients = {}
 _clients_lock = threading.Lock()
 
 
-def shared_client(url, timeout):
-    """Return the process-wide client for ``url`` (cache namespaces share it)."""
+def shared_client(options):
+    """Return the process-wide client for ``options`` (cache namespaces share it)."""
+    if options.get('client') is not None:
+        return options['client']
+    ident = (options.get('url'), options.get('socket_timeout'))
     with _clients_lock:
-        client = _clients.get((url, timeout))
+        client = _clients.get(ident)
         if client is None:
-            client = _clients[(url, timeout)] = make_client(url, timeout)
+            client = _clients[ident] = connect(options)
         return client
 
 
@@ -279,13 +303,9 @@ class MemcachedNamespaceManager(BaseNamespaceManager):
 
     def __init__(self, namespace, **options):
         super().__init__(namespace, **options)
-        self.url = as_str(self.options.get('url'), 'url')
-        timeout = as_timeout(self.options.get('socket_timeout'), 'socket_timeout')
-        self.client = shared_client(self.url, timeout)
-        self.prefix = (as_key_prefix(self.options.get('key_prefix'), 'key_prefix')
-                       or CACHE_PREFIX)
-        lock_timeout = as_timeout(self.options.get('lock_timeout'), 'lock_timeout')
-        self.lock_timeout = lock_timeout or DEFAULT_LOCK_TIMEOUT
+        self.client = shared_client(self.options)
+        self.prefix = self.options.get('key_prefix') or CACHE_PREFIX
+        self.lock_timeout = self.options.get('lock_timeout') or DEFAULT_LOCK_TIMEOUT
 
     def _key(self, key):
         return hashed_key(self.prefix, self.namespace, key)
@@ -308,5 +328,13 @@ class MemcachedNamespaceManager(BaseNamespaceManager):
             'they expire by their TTL (remove single keys instead)')
 
 
-SESSION_STORE = MemcachedSessionStore
-NAMESPACE_MANAGER = MemcachedNamespaceManager
+BACKEND = Backend(
+    'ext:memcached',
+    aliases=('memcached',),
+    session_store=MemcachedSessionStore,
+    namespace_manager=MemcachedNamespaceManager,
+    beaker_name='pyramid_beaker.memcached',
+    location=('url', 'client'),
+    options=OPTIONS,
+    connect=connect,
+)

@@ -10,10 +10,7 @@ import threading
 
 from beaker.synchronization import NameLock
 
-from .base import NamespaceManager, Record, SessionStore, merge, now
-
-ENTRY_POINT = 'pyramid_beaker.memory'
-OPTIONS = {}
+from .base import Backend, NamespaceManager, Record, SessionStore, merge, now
 
 
 class MemorySessionStore(SessionStore):
@@ -148,5 +145,13 @@ class MemoryNamespaceManager(NamespaceManager):
         return list(self.dictionary)
 
 
-SESSION_STORE = MemorySessionStore
-NAMESPACE_MANAGER = MemoryNamespaceManager
+BACKEND = Backend(
+    'memory',
+    session_store=MemorySessionStore,
+    namespace_manager=MemoryNamespaceManager,
+    beaker_name='pyramid_beaker.memory',
+    process_local=True,
+    drops_expired=True,
+    signs_sessions=False,
+    signs_entries=False,
+)

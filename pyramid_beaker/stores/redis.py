@@ -22,8 +22,15 @@ from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData
-from ..settings import as_required_str, as_str, mask_url
-from .base import BaseNamespaceManager, Record, SessionBackendError, SessionStore, TokenLock
+from ..coerce import as_required_str, as_str, mask_url
+from .base import (
+    Backend,
+    BaseNamespaceManager,
+    Record,
+    SessionBackendError,
+    SessionStore,
+    TokenLock,
+)
 
 try:
     import redis
@@ -33,7 +40,6 @@ except ImportError as exc:  # Beaker skips such entry points quietly
 
 log = logging.getLogger('pyramid_beaker')
 
-ENTRY_POINT = 'pyramid_beaker.redis'
 DEFAULT_KEY_PREFIX = 'beaker:'
 DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_LOCK_TIMEOUT = 30.0
@@ -91,9 +97,18 @@ def as_redis_url(value, label):
     return url
 
 
+def as_client(value, label):
+    """Accept a ready redis-py client (or None)."""
+    if value is None or isinstance(value, redis.Redis):
+        return value
+    raise ConfigurationError(
+        '"%s" must be a redis.Redis client, not %r' % (label, value))
+
+
 #: Backend options (``session.<name>`` or ``cache.<region>.<name>``).
 OPTIONS = {
     'url': as_redis_url,
+    'client': as_client,
     'key_prefix': as_str,
     'socket_timeout': as_seconds_float,
     'lock_timeout': as_seconds_float,
@@ -101,23 +116,18 @@ OPTIONS = {
 
 
 def _option(options, name, default):
-    """Return a coerced backend option (label: the bare name) or its default."""
+    """Return a (coerced) option, or ``default`` when it is not set."""
     value = options.get(name)
-    if value is None or value == '':
-        return default
-    return OPTIONS[name](value, name)
+    return default if value is None or value == '' else value
 
 
-def make_client(options):
-    """Return a :class:`redis.Redis` (with its own pool) for ``options``."""
-    url = _option(options, 'url', None)
-    if url is None:
-        raise ConfigurationError(
-            '"url" is required for the ext:redis store, e.g. '
-            'redis://127.0.0.1:6379/0')
+def connect(options):
+    """Return ``options['client']``, or a new :class:`redis.Redis` for ``url``."""
+    if options.get('client') is not None:
+        return options['client']
     timeout = _option(options, 'socket_timeout', DEFAULT_SOCKET_TIMEOUT)
     return redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        options['url'], socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 class RedisSessionStore(SessionStore):
@@ -132,8 +142,9 @@ class RedisSessionStore(SessionStore):
 
     def __init__(self, options, codec):
         super().__init__(options, codec)
-        self.client = make_client(options)
-        self.url = mask_url(options['url'])
+        self.client = connect(options)
+        self._owns_client = options.get('client') is None
+        self.url = mask_url(options.get('url') or repr(self.client))
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
         # redis-py sends EVALSHA, and on NOSCRIPT (e.g. after a restart)
         # loads the script and sends EVALSHA again.
@@ -211,7 +222,8 @@ class RedisSessionStore(SessionStore):
             self.client.delete(self.key(session_id))
 
     def close(self):
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
 
 def _field(name):
@@ -229,10 +241,12 @@ _clients = {}
 
 def _shared_client(options):
     """One client (connection pool) per URL and timeout for all namespaces."""
+    if options.get('client') is not None:
+        return options['client']
     ident = (options.get('url'), options.get('socket_timeout'))
     client = _clients.get(ident)
     if client is None:
-        client = _clients.setdefault(ident, make_client(options))
+        client = _clients.setdefault(ident, connect(options))
     return client
 
 
@@ -319,5 +333,13 @@ class RedisCreationLock(TokenLock):
         self._release_script(keys=[self.name], args=[token])
 
 
-SESSION_STORE = RedisSessionStore
-NAMESPACE_MANAGER = RedisNamespaceManager
+BACKEND = Backend(
+    'ext:redis',
+    aliases=('redis',),
+    session_store=RedisSessionStore,
+    namespace_manager=RedisNamespaceManager,
+    beaker_name='pyramid_beaker.redis',
+    location=('url', 'client'),
+    options=OPTIONS,
+    connect=connect,
+)
