@@ -1,6 +1,7 @@
 """Beaker sessions and cache regions for Pyramid."""
 from pyramid.config import Configurator
 from pyramid.interfaces import PHASE0_CONFIG
+from pyramid.tweens import EXCVIEW
 
 from .cache import set_cache_regions_from_settings
 from .decorator import cached_region
@@ -36,6 +37,11 @@ def includeme(config: Configurator) -> None:
       ``config.add_cache_region(name)`` for each name in ``cache.regions``
       (or ``beaker.cache.regions``).
 
+    It also adds the tween :func:`~.session.session_tween_factory` over
+    Pyramid's exception-view tween, so a session store that fails while
+    saving is rendered by the app's exception view for
+    :class:`~.stores.base.SessionBackendError`.
+
     These calls carry the include's path, so the app's own
     ``add_beaker_session``, ``set_session_factory`` or ``add_cache_region``
     calls override them without a conflict.  Settings are read at commit,
@@ -44,6 +50,7 @@ def includeme(config: Configurator) -> None:
     config.add_directive('add_beaker_session', add_beaker_session)
     config.add_directive('add_cache_region', add_cache_region)
     config.add_directive('add_cached_function', add_cached_function)
+    config.add_tween('pyramid_beaker.session.session_tween_factory', over=EXCVIEW)
 
     def configure_from_settings():
         settings = config.get_settings() or {}

@@ -13,12 +13,13 @@ import secrets
 from typing import Any, Mapping
 
 from pyramid.interfaces import ISession, ISessionFactory
+from webob.cookies import parse_cookie
 from zope.interface import implementer
 
 from . import stores
 from .codec import CopyCodec, SignedCodec, check_json, derive_key
 from .settings import session_options_from_settings
-from .stores.base import now
+from .stores.base import SessionBackendError, now
 
 #: Stored lifetime of sessions that have no ``timeout``: 30 days idle.
 DEFAULT_MAX_IDLE = 30 * 24 * 3600
@@ -30,10 +31,38 @@ _MISSING = object()
 
 
 _ID = re.compile('[0-9a-f]{32}')
+_MAC = re.compile('[0-9a-f]{32}')
 
 
 def _new_id():
     return secrets.token_hex(16)
+
+
+def cookie_value(environ, name):
+    """Return the value the Cookie header gives for ``name``, or None.
+
+    As with ``request.cookies``, the last cookie of that name wins.  The
+    header is parsed here because ``request.cookies`` raises
+    UnicodeDecodeError on any cookie that is not UTF-8, even another app's.
+    A value that is not ASCII cannot be ours: it reads as ``''``.
+    """
+    header = environ.get('HTTP_COOKIE')
+    if not header:
+        return None
+    try:
+        wanted = name.encode('latin-1')
+        found = None
+        for key, value in parse_cookie(header):
+            if key == wanted:
+                found = value
+    except (UnicodeError, ValueError):  # not a latin-1 WSGI string
+        return ''
+    if found is None:
+        return None
+    try:
+        return found.decode('ascii')
+    except UnicodeDecodeError:
+        return ''
 
 
 def refresh_interval(options):
@@ -64,7 +93,8 @@ class IdCookie:
     def loads(self, value):
         """Return the id in a cookie value, or None when it is not ours."""
         session_id, _, mac = value.partition('.')
-        if _ID.fullmatch(session_id) and hmac.compare_digest(mac, self._mac(session_id)):
+        if (_ID.fullmatch(session_id) and _MAC.fullmatch(mac)
+                and hmac.compare_digest(mac, self._mac(session_id))):
             return session_id
         return None
 
@@ -169,26 +199,25 @@ class BeakerSession:
         self._request = request
         self._factory = factory
         self._loaded = False
+        self._error = None
+        self._finished = False
 
     # -- loading ----------------------------------------------------------
 
     def _load(self):
+        if self._error is not None:  # every use after a failed load fails alike
+            raise self._error
+        try:
+            record = self._read()
+        except SessionBackendError as exc:
+            self._error = exc
+            raise
         factory = self._factory
         self._loaded = True
         self._changed = {}
         self._deleted = set()
         self._touch = False
         self._id_dropped = False  # invalidate() or regenerate_id() ran
-        record = None
-        value = self._request.cookies.get(factory.cookie_name)
-        if factory.client_side:
-            self._id = None
-            if value:
-                record = factory.store.load_cookie(value)
-        else:
-            self._id = factory.id_cookie.loads(value) if value else None
-            if self._id is not None:
-                record = factory.store.load(self._id)
         current = now()
         if record is not None and factory.timeout is not None \
                 and record.accessed + factory.timeout < current:
@@ -208,6 +237,22 @@ class BeakerSession:
             self._touch = (factory.track_access
                            and current - record.accessed >= factory.refresh_interval)
         self._request.add_response_callback(self._finish)
+
+    def _read(self):
+        """Return the record the request's cookie points to, or None.
+
+        Sets ``self._id`` (None for cookie sessions) and ``self._cookie_sent``.
+        """
+        factory = self._factory
+        self._id = None
+        value = cookie_value(self._request.environ, factory.cookie_name)
+        self._cookie_sent = value is not None
+        if not value:
+            return None
+        if factory.client_side:
+            return factory.store.load_cookie(value)
+        self._id = factory.id_cookie.loads(value)
+        return None if self._id is None else factory.store.load(self._id)
 
     @property
     def _d(self):
@@ -376,7 +421,16 @@ class BeakerSession:
     # -- saving -------------------------------------------------------------
 
     def _finish(self, request, response):
-        """Response callback: save what changed and set or clear the cookie."""
+        """Save what changed and set or clear the cookie (once per request).
+
+        Runs from :func:`session_tween_factory` when the app includes
+        pyramid_beaker (so a failed save reaches the exception views),
+        else as a response callback.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        response.vary = _add_cookie_to_vary(response.vary)
         if request.exception is not None and not self._factory.cookie_on_exception:
             return
         if self._factory.client_side:
@@ -397,28 +451,75 @@ class BeakerSession:
             self._clear_old_cookie(response)
 
     def _finish_in_store(self, response):
-        """Server-side sessions: save the changed keys, or refresh the access time."""
+        """Server-side sessions: save the changed keys, or refresh the access time.
+
+        Only a request that created a session creates its record: a save or
+        refresh of a loaded session whose record has gone meanwhile (logged
+        out elsewhere, expired) changes nothing and expires the cookie.  A
+        session left empty is deleted.
+        """
         factory = self._factory
         if self._changed or self._deleted:
-            if self._id is None:
-                if not self._data:  # a new session that ended up empty
-                    self._clear_old_cookie(response)
-                    return
+            create = self._id is None
+            if not self._data:  # emptied, or a new session that stayed empty
+                if not create:
+                    factory.store.delete(self._id)
+                self._clear_old_cookie(response)
+                return
+            if create:
                 self._id = _new_id()
-            factory.store.save(self._id, self._changed, frozenset(self._deleted),
-                               self._created, now(), factory.ttl)
-            factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+            saved = factory.store.save(
+                self._id, self._changed, frozenset(self._deleted),
+                self._created, now(), factory.ttl, create=create)
         elif self._touch:
-            factory.store.touch(self._id, now(), factory.ttl)
-            if factory.cookie_has_lifetime:
-                factory.set_cookie(response, factory.id_cookie.dumps(self._id))
-        elif self._id_dropped:
+            saved = factory.store.touch(self._id, now(), factory.ttl)
+            if saved and not factory.cookie_has_lifetime:
+                return
+        else:
+            if self._id_dropped:
+                self._clear_old_cookie(response)
+            return
+        if saved:
+            factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+        else:
             self._clear_old_cookie(response)
 
     def _clear_old_cookie(self, response):
         """Expire the browser's cookie, if the request brought one."""
-        if self._request.cookies.get(self._factory.cookie_name):
+        if self._cookie_sent:
             self._factory.delete_cookie(response)
+
+
+def _add_cookie_to_vary(vary):
+    """Return the Vary values with ``Cookie`` added (shared caches must not mix users)."""
+    if not vary:
+        return ('Cookie',)
+    if any(value.lower() == 'cookie' for value in vary):
+        return vary
+    return tuple(vary) + ('Cookie',)
+
+
+def session_tween_factory(handler, registry):
+    """Tween that finishes the session inside the tween chain.
+
+    Added over Pyramid's exception-view tween by ``includeme``: a store
+    that fails while saving raises :class:`SessionBackendError`, which is
+    rendered by the app's exception view for it (as for a failed load)
+    instead of reaching the WSGI server.
+    """
+
+    def session_tween(request):
+        response = handler(request)
+        session = request.__dict__.get('session')  # set once request.session ran
+        if isinstance(session, BeakerSession) and session._loaded \
+                and not session._finished:
+            try:
+                session._finish(request, response)
+            except SessionBackendError:
+                response = request.invoke_exception_view(reraise=True)
+        return response
+
+    return session_tween
 
 
 def BeakerSessionFactoryConfig(**options: Any) -> SessionFactory:

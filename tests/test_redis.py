@@ -172,13 +172,11 @@ def test_store_expires_with_the_server_ttl(store):
     assert store.load(sid) is None
 
 
-def test_touch_of_a_vanished_session_leaves_an_empty_record(store, client, prefix):
+def test_touch_of_a_vanished_session_creates_nothing(store, client, prefix):
     sid = new_id()
-    store.touch(sid, 5.0, 60)
-    record = store.load(sid)
-    assert record.data == {}
-    assert (record.created, record.accessed) == (5.0, 5.0)
-    assert client.ttl('%ssession:%s' % (prefix, sid)) > 0
+    assert store.touch(sid, 5.0, 60) is False
+    assert store.load(sid) is None
+    assert not client.exists('%ssession:%s' % (prefix, sid))
 
 
 def test_purge_expired_is_left_to_redis(store):
@@ -327,13 +325,13 @@ def test_round_trips_per_request(private_redis):
         app.get('/set', {'b': '2'})
         write = log.commands()
         assert sent(write) == ['HGETALL', 'EVALSHA']
-        assert scripted(write) == ['HSET', 'HSETNX', 'EXPIRE']
+        assert scripted(write) == ['EXISTS', 'HSET', 'EXPIRE']
         assert round_trips(write) == 2
 
         app.get('/mutate', {'op': 'del', 'key': 'a'})
         deleting = log.commands()
         assert sent(deleting) == ['HGETALL', 'EVALSHA']
-        assert scripted(deleting) == ['HDEL', 'HSET', 'HSETNX', 'EXPIRE']
+        assert scripted(deleting) == ['EXISTS', 'HDEL', 'HSET', 'EXPIRE']
         assert round_trips(deleting) == 2
 
         app.get('/untouched')
@@ -351,7 +349,7 @@ def test_read_after_refresh_interval_touches_in_one_more_round_trip(private_redi
         app.get('/get')
         touched = log.commands()
         assert sent(touched) == ['HGETALL', 'EVALSHA']
-        assert scripted(touched) == ['HSET', 'HSETNX', 'EXPIRE']
+        assert scripted(touched) == ['EXISTS', 'HSET', 'EXPIRE']
         assert round_trips(touched) == 2
     finally:
         log.close()
@@ -394,12 +392,13 @@ def test_first_write_after_a_restart_loads_the_script_again(private_redis, first
                 store.save(sid, {'b': 2}, frozenset({'a'}), 5.0, 6.0, 60)
                 expected = Record({'b': 2}, 5.0, 6.0)
             else:
-                store.touch(sid, 6.0, 60)
-                expected = Record({}, 6.0, 6.0)
+                assert store.touch(sid, 6.0, 60) is False  # the record went with the restart
+                expected = None
             restarted = sent(log.commands())
             assert restarted[-3:] == ['EVALSHA', 'SCRIPT', 'EVALSHA']
             assert restarted.count('EVALSHA') == 2
             assert store.load(sid) == expected
+            store.save(sid, {'c': 3}, frozenset(), 6.0, 6.0, 60)
             log.commands()
             store.touch(sid, 7.0, 60)  # the script is cached again
             assert sent(log.commands()) == ['EVALSHA']

@@ -182,12 +182,20 @@ class SessionStore:
         """Return the stored :class:`Record`, or None when absent or unreadable."""
         raise NotImplementedError
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
-        """Atomically set ``changed``, remove ``deleted``, keep every other stored key."""
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+        """Atomically set ``changed``, remove ``deleted``, keep every other stored key.
+
+        Return True when saved.  With ``create`` false (a session this
+        request loaded), a record that is gone (deleted by a logout in
+        another request, or expired) is not recreated: return False.
+        """
         raise NotImplementedError
 
     def touch(self, session_id, accessed, ttl):
-        """Record a new access time and push the expiry ``ttl`` seconds ahead."""
+        """Record a new access time and push the expiry ``ttl`` seconds ahead.
+
+        Never creates a record; return False when there is none.
+        """
         raise NotImplementedError
 
     def delete(self, session_id):

@@ -49,22 +49,25 @@ class BeakerNamespaceSessionStore(SessionStore):
             namespace.release_read_lock()
         return None if raw is None else self._decode(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
         namespace = self._namespace(session_id, ttl)
         namespace.acquire_write_lock()
         try:
             raw = namespace['session'] if 'session' in namespace else None
             record = None if raw is None else self._decode(session_id, raw)
+            if record is None and not create:
+                return False
             data = {} if record is None else record.data
             if record is not None:
                 created = record.created
             merge(data, changed, deleted)
             namespace['session'] = self.codec.dumps(pack_record(data, created, accessed))
+            return True
         finally:
             namespace.release_write_lock()
 
     def touch(self, session_id, accessed, ttl):
-        self.save(session_id, {}, (), accessed, accessed, ttl)
+        return self.save(session_id, {}, (), accessed, accessed, ttl, create=False)
 
     def delete(self, session_id):
         namespace = self._namespace(session_id)

@@ -192,11 +192,11 @@ class DatabaseSessionStore(SessionStore):
             ).first()
         return None if row is None else self._decode(session_id, row.data)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
-        self._update(session_id, changed, deleted, created, accessed, ttl, True)
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+        return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
     def touch(self, session_id, accessed, ttl):
-        self._update(session_id, {}, (), None, accessed, ttl, False)
+        return self._update(session_id, {}, (), None, accessed, ttl, False)
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
         """Merge onto the locked row, or insert it; one transaction."""
@@ -211,7 +211,7 @@ class DatabaseSessionStore(SessionStore):
                 if row is not None and row.expires >= time.time():
                     record = self._decode(session_id, row.data)
                 if record is None and not create:
-                    return
+                    return False
                 first = record.created if record else created
                 data = merge(record.data if record else {}, changed, deleted)
                 values = {
@@ -223,11 +223,11 @@ class DatabaseSessionStore(SessionStore):
                 if row is not None:
                     conn.execute(table.update()
                                  .where(table.c.id == session_id).values(values))
-                    return
+                    return True
                 try:
                     with conn.begin_nested():
                         conn.execute(table.insert().values(id=session_id, **values))
-                    return
+                    return True
                 except sa_exc.IntegrityError:
                     continue  # inserted meanwhile: lock that row and merge
         raise SessionBackendError(

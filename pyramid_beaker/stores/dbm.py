@@ -231,20 +231,21 @@ class DBMSessionStore(SessionStore):
             raw = db.get(session_id)
         return self._record(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
-        self._update(session_id, changed, deleted, created, accessed, ttl, True)
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+        return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
     def touch(self, session_id, accessed, ttl):
-        self._update(session_id, {}, (), None, accessed, ttl, False)
+        return self._update(session_id, {}, (), None, accessed, ttl, False)
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
         with self._errors(), self.file.open(write=True) as db:
             record = self._record(session_id, db.get(session_id))
             if record is None and not create:
-                return
+                return False
             data = merge(record.data if record else {}, changed, deleted)
             packed = pack_record(data, record.created if record else created, accessed)
             db[session_id] = _TIMES.pack(accessed, accessed + ttl) + self.codec.dumps(packed)
+            return True
 
     def delete(self, session_id):
         with self._errors(), self.file.open(write=True) as db:

@@ -97,20 +97,25 @@ class FileSessionStore(SessionStore):
         raw = _read(self._path(session_id))
         return None if raw is None else self._decode(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
         path = self._path(session_id)
         with self._lock(session_id):
             raw = _read(path)
             record = None if raw is None else self._decode(session_id, raw)
+            if record is not None and record.accessed + ttl < now():
+                record = None  # expired: as good as gone
             if record is None:
+                if not create:
+                    return False
                 data = {}
             else:
                 data, created = record.data, record.created
             merge(data, changed, deleted)
             _write(path, self.codec.dumps(pack_record(data, created, accessed)))
+            return True
 
     def touch(self, session_id, accessed, ttl):
-        self.save(session_id, {}, (), accessed, accessed, ttl)
+        return self.save(session_id, {}, (), accessed, accessed, ttl, create=False)
 
     def delete(self, session_id):
         with self._lock(session_id):

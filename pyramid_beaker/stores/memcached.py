@@ -191,11 +191,11 @@ class MemcachedSessionStore(SessionStore):
             raw = self.client.get(self.prefix + session_id)
         return None if raw is None else self._decode(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
-        self._update(session_id, changed, deleted, created, accessed, ttl, True)
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+        return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
     def touch(self, session_id, accessed, ttl):
-        self._update(session_id, {}, (), None, accessed, ttl, False)
+        return self._update(session_id, {}, (), None, accessed, ttl, False)
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
         """Merge onto the stored record with gets/cas, retrying on conflicts."""
@@ -205,7 +205,7 @@ class MemcachedSessionStore(SessionStore):
                 raw, cas = self.client.gets(key)
                 record = None if raw is None else self._decode(session_id, raw)
                 if record is None and not create:
-                    return
+                    return False
                 data = merge(record.data if record else {}, changed, deleted)
                 value = self.codec.dumps(pack_record(
                     data, record.created if record else created, accessed))
@@ -214,7 +214,7 @@ class MemcachedSessionStore(SessionStore):
                 else:
                     stored = self.client.cas(key, value, cas, expire_time(ttl))
             if stored:
-                return
+                return True
             time.sleep(random.uniform(0, min(0.02, 0.0005 * 2 ** attempt)))
         raise SessionBackendError(
             'memcached session store at %s: gave up saving session %s... '

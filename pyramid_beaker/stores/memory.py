@@ -40,10 +40,12 @@ class MemorySessionStore(SessionStore):
             return None
         return Record(self.codec.loads(entry[0]), entry[1], entry[2])
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
         with self.lock:
             entry = self.records.pop(session_id, None)
             if entry is None or entry[3] < now():
+                if not create:
+                    return False
                 data = {}
             else:
                 data = self.codec.loads(entry[0])
@@ -52,13 +54,16 @@ class MemorySessionStore(SessionStore):
             self.records[session_id] = [
                 self.codec.dumps(data), created, accessed, accessed + ttl]
             self._sweep(now())
+            return True
 
     def touch(self, session_id, accessed, ttl):
         with self.lock:
             entry = self.records.get(session_id)
-            if entry is not None:
-                entry[2], entry[3] = accessed, accessed + ttl
-                self.records.move_to_end(session_id)
+            if entry is None or entry[3] < now():
+                return False
+            entry[2], entry[3] = accessed, accessed + ttl
+            self.records.move_to_end(session_id)
+            return True
 
     def delete(self, session_id):
         with self.lock:

@@ -47,20 +47,27 @@ _USER = b'k:'
 _CREATED = b'm:created'
 _ACCESSED = b'm:accessed'
 # Save (and touch) a session hash atomically.  KEYS[1]: the hash.  ARGV: the
-# TTL in seconds, the creation time (set only if the hash has none), the
+# TTL in seconds, the creation time (set only if the hash has none), 1 to
+# create the hash if missing or 0 to change nothing then (and return 0), the
 # number n of fields to delete, those n field names, then field/value pairs
 # to set (m:accessed among them).  Lua's unpack() has a stack limit of a few
 # thousand values, hence the chunks.
 _SAVE_LUA = """
 local key = KEYS[1]
-local last_deleted = 3 + tonumber(ARGV[3])
-for first = 4, last_deleted, 1000 do
+local create = ARGV[3] == '1'
+if not create and redis.call('exists', key) == 0 then
+    return 0
+end
+local last_deleted = 4 + tonumber(ARGV[4])
+for first = 5, last_deleted, 1000 do
     redis.call('hdel', key, unpack(ARGV, first, math.min(first + 999, last_deleted)))
 end
 for first = last_deleted + 1, #ARGV, 1000 do
     redis.call('hset', key, unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
-redis.call('hsetnx', key, 'm:created', ARGV[2])
+if create then
+    redis.call('hsetnx', key, 'm:created', ARGV[2])
+end
 redis.call('expire', key, ARGV[1])
 return 1
 """
@@ -201,8 +208,8 @@ class RedisSessionStore(SessionStore):
             raise InvalidData('missing metadata')
         return Record(data, created, accessed)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl):
-        args = [int(ttl), created, len(deleted)]
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+        args = [int(ttl), created, 1 if create else 0, len(deleted)]
         args.extend(_field(name) for name in deleted)
         args.append(_ACCESSED)
         args.append(accessed)
@@ -210,12 +217,12 @@ class RedisSessionStore(SessionStore):
             args.append(_field(name))
             args.append(self.codec.dumps(value))
         with self._errors('save'):
-            self._save_script(keys=[self.key(session_id)], args=args)
+            return bool(self._save_script(keys=[self.key(session_id)], args=args))
 
     def touch(self, session_id, accessed, ttl):
         with self._errors('touch'):
-            self._save_script(keys=[self.key(session_id)],
-                              args=[int(ttl), accessed, 0, _ACCESSED, accessed])
+            return bool(self._save_script(keys=[self.key(session_id)],
+                                          args=[int(ttl), accessed, 0, 0, _ACCESSED, accessed]))
 
     def delete(self, session_id):
         with self._errors('delete'):

@@ -1,0 +1,70 @@
+"""Session options for every store type, each with storage of its own.
+
+``store_options(kind, tmp_dir, request)`` returns the options of a
+session factory of ``kind`` (one of :data:`KINDS`), signed with SECRET.
+Server-backed kinds get a key prefix or table of their own, removed when
+the test ends; ``request`` is pytest's fixture request, used to reach the
+server fixtures (which skip, or fail under CI, when a server is down).
+"""
+import os
+import uuid
+
+from .session_app import SECRET
+
+KINDS = ['memory', 'file', 'dbm', 'cookie', 'cookie-encrypted',
+         'ext:redis', 'ext:memcached', 'ext:database']
+#: Kinds that keep sessions on the server side.
+SERVER_SIDE = [kind for kind in KINDS if not kind.startswith('cookie')]
+
+
+def store_options(kind, tmp_dir, request, **extra):
+    """Return the session options of ``kind``; clean-up is registered on ``request``."""
+    options = {'secret': SECRET, 'timeout': 600}
+    tag = uuid.uuid4().hex[:12]
+    if kind in ('file', 'dbm'):
+        options.update(type=kind, data_dir=os.path.join(tmp_dir, 'data'),
+                       lock_dir=os.path.join(tmp_dir, 'lock'))
+    elif kind == 'cookie':
+        options.update(type='cookie')
+    elif kind == 'cookie-encrypted':
+        options.update(type='cookie', encrypt_key='an-encryption-key')
+    elif kind == 'ext:redis':
+        url = request.getfixturevalue('redis_url')
+        prefix = 'pbtest:%s:' % tag
+        options.update(type=kind, url=url, key_prefix=prefix)
+        request.addfinalizer(lambda: _drop_redis_keys(url, prefix))
+    elif kind == 'ext:memcached':
+        url = request.getfixturevalue('memcached_url')
+        options.update(type=kind, url=url, key_prefix='pbtest:%s:' % tag)
+    elif kind == 'ext:database':
+        url = request.getfixturevalue('postgres_url')
+        table = 'pbtest_%s' % tag
+        options.update(type=kind, url=url, table_name=table)
+        request.addfinalizer(lambda: _drop_table(url, table))
+    else:
+        options.update(type='memory')
+    options.update(extra)
+    return options
+
+
+def _drop_redis_keys(url, prefix):
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        names = list(client.scan_iter(match=prefix + '*', count=500))
+        if names:
+            client.delete(*names)
+    finally:
+        client.close()
+
+
+def _drop_table(url, table):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text('DROP TABLE IF EXISTS %s' % table))
+    finally:
+        engine.dispose()
