@@ -1,13 +1,13 @@
 """Beaker sessions and cache regions for Pyramid."""
 from pyramid.config import Configurator
-from pyramid.interfaces import PHASE0_CONFIG
+from pyramid.interfaces import PHASE0_CONFIG, PHASE2_CONFIG
 from pyramid.tweens import EXCVIEW
 
-from .cache import set_cache_regions_from_settings
+from .cache import regions, set_cache_regions_from_settings
 from .decorator import cached_region
 from .directives import add_beaker_session, add_cache_region, add_cached_function
 from .session import BeakerSessionFactoryConfig, session_factory_from_settings
-from .settings import SESSION_PREFIXES, region_names
+from .settings import SESSION_PREFIXES, check_cache_settings, region_names
 
 __version__ = '1.0.dev0'
 
@@ -42,6 +42,10 @@ def includeme(config: Configurator) -> None:
     saving is rendered by the app's exception view for
     :class:`~.stores.base.SessionBackendError`.
 
+    A ``cache.<name>.*`` setting for a region that was not configured, and
+    any setting that is not an option, raise
+    :class:`~pyramid.exceptions.ConfigurationError` at commit.
+
     These calls carry the include's path, so the app's own
     ``add_beaker_session``, ``set_session_factory`` or ``add_cache_region``
     calls override them without a conflict.  Settings are read at commit,
@@ -59,6 +63,12 @@ def includeme(config: Configurator) -> None:
         for name in region_names(settings):
             config.add_cache_region(name)
 
+    def check_unused_cache_settings():
+        check_cache_settings(config.get_settings() or {}, regions(config.registry))
+
     # Runs first at commit; the actions it adds are then resolved against
     # the app's own, at their own phases.
     config.action(None, configure_from_settings, order=PHASE0_CONFIG)
+    # Once every region is configured (they are, at PHASE1_CONFIG), a
+    # cache.<name>.* setting for a region nobody configured is a mistake.
+    config.action(None, check_unused_cache_settings, order=PHASE2_CONFIG)

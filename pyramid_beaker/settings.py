@@ -7,7 +7,7 @@ raises :class:`pyramid.exceptions.ConfigurationError` naming both.
 Already-typed values (an int, a bool, an engine object) pass through.
 """
 import datetime
-import warnings
+import difflib
 
 import beaker.cache
 from pyramid.exceptions import ConfigurationError
@@ -196,9 +196,9 @@ def coerce_session_options(labelled, prefix='session.'):
         if coerce is not None:
             options[name] = coerce(value, label(name))
         elif name not in IGNORED_SESSION_OPTIONS:
-            warnings.warn(
-                'unknown session setting "%s" is ignored' % label(name),
-                stacklevel=3)
+            known = list(SESSION_OPTIONS) + list(LOCATION_OPTIONS) + list(backend.options)
+            raise ConfigurationError('"%s" is not a session option for "%s" = %s%s' % (
+                label(name), label('type'), type_name, did_you_mean(name, known)))
     _check_session_options(options, label)
     backend.check(options, type_name, label)
     return options
@@ -226,6 +226,13 @@ def _check_session_options(options, label):
             'cookies that are not Secure' % (label('samesite'), label('secure')))
 
 
+def did_you_mean(name, known):
+    """Return ``'; did you mean "x"?'`` for the known name closest to ``name``, or ''."""
+    close = difflib.get_close_matches(name, [option for option in known
+                                             if not option.endswith('.')], n=1)
+    return '; did you mean "%s"?' % close[0] if close else ''
+
+
 def masked(options):
     """Return a copy of ``options`` with secrets and URL passwords masked."""
     shown = {}
@@ -245,6 +252,8 @@ CACHE_PREFIXES = ('cache.', 'beaker.cache.')
 #: Region options every storage type takes; dropped from what Beaker's
 #: namespace manager is given: ``type``, ``expire``, ``enabled``, ``key_length``.
 REGION_CONTROL_OPTIONS = frozenset(('type', 'expire', 'enabled', 'key_length'))
+#: Top-level cache settings that are not region options.
+CACHE_TOP_LEVEL = frozenset(('regions', 'secret_fallbacks'))
 #: Only regions that sign their entries keep these.
 _SIGNING_OPTIONS = ('secret', 'data_serializer')
 
@@ -398,13 +407,11 @@ def _add_backend_options(options, layered, backend):
                 options[option] = value
         elif backend.open_options and source != 'inherited':
             options[option] = value
-        elif source == 'keyword':
+        elif source != 'inherited':
+            known = list(REGION_OPTIONS) + list(LOCATION_OPTIONS) + list(backend.options)
             raise ConfigurationError(
-                '"%s" is not an option of cache regions of type %s'
-                % (where, options['type']))
-        elif source == 'region':
-            warnings.warn('unknown cache setting "%s" is ignored' % where,
-                          stacklevel=4)
+                '"%s" is not an option of cache regions of type %s%s'
+                % (where, options['type'], did_you_mean(option, known)))
 
 
 def _beaker_type_name(backend, store_type, label):
@@ -421,3 +428,30 @@ def _beaker_type_name(backend, store_type, label):
         raise ConfigurationError(
             '"%s" = %s cannot be used: %s' % (label, store_type, found))
     return name
+
+
+def check_cache_settings(settings, configured, prefix='cache.'):
+    """Raise for ``cache.*`` settings that no configured region can use.
+
+    ``configured`` holds the names of every region the app configured.  A
+    ``<prefix><name>.<option>`` key must name one of them (or an option
+    family such as ``sa.``); a top-level ``<prefix><option>`` must be an
+    option of some storage type.  Errors name the key and the closest
+    known name.
+    """
+    families, options = set(), set(REGION_OPTIONS) | set(LOCATION_OPTIONS)
+    options.update(CACHE_TOP_LEVEL)
+    for backend in stores.all_backends():
+        for option in backend.options:
+            (families if option.endswith('.') else options).add(option)
+    for key, (label, value) in strip_prefix(settings, cache_prefixes(prefix)).items():
+        head, dot, _ = key.partition('.')
+        if not dot:
+            if key not in options:
+                raise ConfigurationError('"%s" is not a cache option%s'
+                                         % (label, did_you_mean(key, options)))
+        elif head not in configured and head + '.' not in families:
+            raise ConfigurationError(
+                '"%s" sets an option of the cache region %r, which is not '
+                'configured (add it to "%sregions")%s'
+                % (label, head, prefix, did_you_mean(head, configured)))

@@ -179,10 +179,10 @@ def test_memory_regions_drop_secret_and_serializer():
     assert region_options(settings, 'a') == MEMORY_DEFAULTS
 
 
-def test_unknown_region_setting_warns_by_full_key():
-    with pytest.warns(UserWarning, match='"cache.a.expires" is ignored'):
-        options = region_options({'cache.a.expires': '5'}, 'a')
-    assert options == MEMORY_DEFAULTS
+def test_unknown_region_setting_fails_by_full_key():
+    with pytest.raises(ConfigurationError, match='"cache.a.expires" is not an option '
+                       'of cache regions of type memory; did you mean "expire"?'):
+        region_options({'cache.a.expires': '5'}, 'a')
 
 
 def test_unknown_keyword_is_an_error():

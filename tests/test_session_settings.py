@@ -138,8 +138,8 @@ def test_timeout_needs_accessed_time():
         BeakerSessionFactoryConfig(secret=SECRET, timeout=10, save_accessed_time=False)
 
 
-def test_unknown_setting_warns_by_name():
-    with pytest.warns(UserWarning, match='"session.colour"'):
+def test_unknown_setting_fails_by_name():
+    with pytest.raises(ConfigurationError, match='"session.colour" is not a session option'):
         session_factory_from_settings({'session.secret': SECRET, 'session.colour': 'red'})
 
 
