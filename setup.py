@@ -37,6 +37,7 @@ testing_requires = (
         'waitress >= 2.1',
         'plaster_pastedeploy',
         'selenium >= 4.10',  # Service(executable_path=...) for chromedriver
+        'hypothesis >= 6.0',  # property tests of the Cookie header
         'pyramid_jinja2 >= 2.10',  # the example app's templates (tests/test_example.py)
     ]
     + redis_requires
