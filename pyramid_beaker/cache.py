@@ -6,12 +6,18 @@ region in the app's registry (see :func:`get_region`) and also publishes
 its options in ``beaker.cache.cache_regions``, the table Beaker's own
 ``cache_region`` decorator reads.  That table is shared by every app in the
 process; the registry's table is not.
+
+Importing ``beaker.cache`` imports redis-py (Beaker's own Redis backend
+does), so this module never imports it: while no one has, regions wait in
+:data:`_unpublished` and are published the moment ``beaker.cache`` is
+imported (see :class:`_PublishOnImport`).
 """
+import importlib.abc
+import importlib.util
 import logging
+import sys
 import threading
 from typing import Any, Dict, Mapping, Optional
-
-import beaker.cache
 
 from . import stores
 from .settings import REGION_CONTROL_OPTIONS, region_options_from_settings
@@ -63,7 +69,7 @@ class Region:
             with self._lock:
                 manager = self._managers.get(namespace)
                 if manager is None:
-                    factory = beaker.cache.clsmap[self.options['type']]
+                    factory = stores.namespace_manager_class(self.options['type'])
                     manager = factory(namespace, **self._nsargs)
                     self._managers[namespace] = manager
         return manager
@@ -99,9 +105,15 @@ def add_region(registry, name, options):
     return region
 
 
+#: Regions to publish in ``beaker.cache.cache_regions`` once it is imported.
+_unpublished: Dict[str, Dict[str, Any]] = {}
+
+
 def _publish(name, options):
     """Put a region's options in Beaker's process-wide ``cache_regions``."""
-    current = beaker.cache.cache_regions.get(name)
+    beaker_cache = sys.modules.get('beaker.cache')
+    table = _unpublished if beaker_cache is None else beaker_cache.cache_regions
+    current = table.get(name)
     if current is not None and current != options:
         log.warning(
             'cache region %r is now configured differently in this process '
@@ -109,7 +121,40 @@ def _publish(name, options):
             'cache_region decorator uses the new options in every app',
             name, options.get('type'), options.get('expire'),
             current.get('type'), current.get('expire'))
-    beaker.cache.cache_regions[name] = dict(options)
+    table[name] = dict(options)
+    if beaker_cache is None:
+        _PublishOnImport.install()
+
+
+class _PublishOnImport(importlib.abc.MetaPathFinder):
+    """Import hook: fills ``beaker.cache.cache_regions`` as the module is loaded.
+
+    It finds ``beaker.cache`` with the other finders, then has the loader
+    copy :data:`_unpublished` into the module's table right after running
+    it, before any other code can read the table.  It removes itself then.
+    """
+
+    @classmethod
+    def install(cls):
+        if not any(isinstance(finder, cls) for finder in sys.meta_path):
+            sys.meta_path.insert(0, cls())
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != 'beaker.cache':
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        execute = spec.loader.exec_module
+
+        def exec_module(module):
+            execute(module)
+            module.cache_regions.update(_unpublished)
+            _unpublished.clear()
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def set_cache_regions_from_settings(settings: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:

@@ -9,7 +9,6 @@ Already-typed values (an int, a bool, an engine object) pass through.
 import datetime
 import difflib
 
-import beaker.cache
 from pyramid.exceptions import ConfigurationError
 
 from . import stores
@@ -418,7 +417,7 @@ def _beaker_type_name(backend, store_type, label):
     """Return the name Beaker's ``clsmap`` knows ``store_type`` by, checked."""
     name = backend.beaker_type(store_type)
     try:
-        found = beaker.cache.clsmap[name]
+        found = stores.namespace_manager_class(name)
     except KeyError:
         raise ConfigurationError(
             '"%s" = %s: Beaker has no storage class named %r (is '

@@ -3,8 +3,11 @@
 Every test runs a real Configurator with conflict detection on (the
 ``config`` fixture, or ``Configurator()``), and apps are driven with WebTest.
 """
+import json
 import logging
 import os
+import subprocess
+import sys
 
 import beaker.cache
 import pytest
@@ -541,3 +544,54 @@ def test_settings_session_conflicts_with_a_sibling_includes_factory(config):
                              r'(.*\n)*.*config.add_beaker_session\(\)\n'
                              r'(.*\n)*.*config.set_session_factory'):
         config.commit()
+
+
+STARTUP = '''
+import json, sys
+from pyramid.config import Configurator
+settings = {'cache.regions': 'short', 'cache.short.type': 'memory',
+            'cache.short.expire': '60', 'session.type': 'memory',
+            'session.secret': 'startup-secret'}
+config = Configurator(settings=settings)
+config.include('pyramid_beaker')
+app = config.make_wsgi_app()
+loaded = sorted(name for name in ('beaker.cache', 'redis', 'sqlalchemy', 'pymemcache',
+                                  'psycopg', 'memcache') if name in sys.modules)
+import beaker.cache
+calls = []
+
+@beaker.cache.cache_region('short')
+def double(n):
+    calls.append(n)
+    return 2 * n
+
+print(json.dumps({'loaded': loaded, 'region': beaker.cache.cache_regions.get('short'),
+                  'results': [double(2), double(2)], 'calls': calls}))
+'''
+
+
+def test_memory_only_app_starts_without_backend_drivers_or_beaker_cache():
+    done = subprocess.run([sys.executable, '-c', STARTUP], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout)
+    assert found['loaded'] == []
+    # Imported later, Beaker's table still holds the region, and its own
+    # decorator uses it.
+    assert found['region'] == {'type': 'pyramid_beaker.memory', 'expire': 60,
+                               'enabled': True, 'key_length': 250}
+    assert found['results'] == [4, 4] and found['calls'] == [2]
+
+
+def test_our_registry_names_lead_to_the_classes_beaker_loads():
+    from pyramid_beaker import stores
+
+    ours = [backend for backend in stores.all_backends()
+            if (backend.beaker_name or '').startswith('pyramid_beaker.')]
+    assert len(ours) == 6
+    for backend in ours:
+        assert stores.namespace_manager_class(backend.beaker_name) \
+            is beaker.cache.clsmap[backend.beaker_name] is backend.namespace_manager
+        assert stores.backend_of_manager(backend.beaker_name) == (backend, backend.name)
+    assert stores.namespace_manager_class('memory') is beaker.cache.clsmap['memory']
+    assert stores.backend_of_manager('memory')[1] == 'beaker:memory'

@@ -13,13 +13,17 @@ A module whose driver is missing raises Beaker's
 :class:`~beaker.exceptions.InvalidCacheBackendError` on import (so that
 Beaker skips its ``beaker.backends`` entry point quietly); here that becomes
 :class:`BackendUnavailable`, whose message names the extra to install.
+
+Nothing here loads Beaker's registry (``beaker.cache.clsmap``) unless a
+name is not one of ours: importing ``beaker.cache`` imports redis-py, and
+its registry imports every entry point's module, hence every backend's
+driver, in a process that configured none of them.
 """
 import importlib
 import importlib.metadata
 import pkgutil
 import sys
 
-from beaker.cache import clsmap
 from beaker.exceptions import InvalidCacheBackendError
 
 ENTRY_POINT_GROUP = 'beaker.backends'
@@ -124,12 +128,34 @@ def known_types(regions=False):
 def backend_of_manager(beaker_name):
     """Return ``(backend, type name)`` for the manager Beaker knows as ``beaker_name``.
 
-    Region options name their storage by that registry name: the class's
-    module holds the descriptor; any other class is one of Beaker's own
-    (``beaker:<type>``).
+    Region options name their storage by that registry name: ours are
+    ``pyramid_beaker.<module>``; for other names, the class's module in
+    Beaker's registry holds the descriptor, or the class is one of Beaker's
+    own (``beaker:<type>``).
     """
-    cls = clsmap[beaker_name]
+    package, _, module = beaker_name.rpartition('.')
+    if package == __name__.split('.')[0] and module in _builtin_modules():
+        backend = _load_module(module)
+        if backend is not None and backend.beaker_name == beaker_name:
+            return backend, backend.name
+    cls = namespace_manager_class(beaker_name)
     backend = getattr(sys.modules.get(getattr(cls, '__module__', None)), 'BACKEND', None)
     if backend is not None and backend.beaker_name == beaker_name:
         return backend, backend.name
     return find_backend('beaker:' + beaker_name)
+
+
+def namespace_manager_class(beaker_name):
+    """The namespace manager class Beaker's registry knows as ``beaker_name``.
+
+    Ours come from their descriptor; only other names load Beaker's registry.
+    Raises KeyError for a name Beaker does not know.
+    """
+    package, _, module = beaker_name.rpartition('.')
+    if package == __name__.split('.')[0] and module in _builtin_modules():
+        backend = _load_module(module)
+        if backend is not None and backend.beaker_name == beaker_name:
+            return backend.namespace_manager
+    from beaker.cache import clsmap
+
+    return clsmap[beaker_name]

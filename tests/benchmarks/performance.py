@@ -509,7 +509,8 @@ def write_modules(directory, decorator_import, decorator, count=100):
     os.makedirs(directory, exist_ok=True)
     lines = [decorator_import, '']
     for n in range(count):
-        lines += ['', decorator % n, 'def function_%d(a, b=1):' % n, '    return a + b', '']
+        lines += [''] + ([decorator % n] if decorator else []) + [
+            'def function_%d(a, b=1):' % n, '    return a + b', '']
     with open(os.path.join(directory, 'generated_%s.py' % uuid.uuid4().hex[:8]), 'w') as out:
         out.write('\n'.join(lines))
     return out.name
@@ -688,12 +689,11 @@ def rst_table(header, rows):
     columns = list(zip(*([header] + rows)))
     widths = [max(len(str(cell)) for cell in column) for column in columns]
     rule = '  '.join('=' * width for width in widths)
-    lines = [rule, '  '.join(str(cell).ljust(width) for cell, width in zip(header, widths)).rstrip(),
-             rule]
-    for cells in rows:
-        lines.append('  '.join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip())
-    lines.append(rule)
-    return '\n'.join(lines)
+
+    def line(cells):
+        return '  '.join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+    return '\n'.join([rule, line(header), rule] + [line(cells) for cells in rows] + [rule])
 
 
 def case_table(title, wall, counts):
