@@ -3,7 +3,7 @@ from pyramid.config import Configurator
 from pyramid.interfaces import PHASE0_CONFIG, PHASE2_CONFIG
 from pyramid.tweens import EXCVIEW
 
-from .cache import regions, set_cache_regions_from_settings
+from .cache import get_region, regions, set_cache_regions_from_settings
 from .decorator import cached_region
 from .directives import add_beaker_session, add_cache_region, add_cached_function
 from .session import BeakerSessionFactoryConfig, session_factory_from_settings
@@ -15,6 +15,7 @@ __all__ = [
     '__version__',
     'BeakerSessionFactoryConfig',
     'cached_region',
+    'get_region',
     'includeme',
     'session_factory_from_settings',
     'set_cache_regions_from_settings',

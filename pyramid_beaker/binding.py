@@ -5,10 +5,24 @@
 function in the app's registry.  A binding holds what a call needs: the
 region's namespace manager for that function, its expiry and its creation
 lock.  Two apps in one process each have their own bindings.
+
+Which binding a call uses (:func:`binding_for`): the current app's, when a
+request or ``config.begin()`` made an app current; with no app current (a
+script, a worker thread, a background job), that of the app created most
+recently that bound the function, the rule ``pyramid.paster.bootstrap``
+and ``pshell`` follow with ``global_registries.last``.
 """
+import asyncio
 import itertools
 import logging
+import secrets
 import time
+import weakref
+
+from pyramid.exceptions import ConfigurationError
+from pyramid.registry import global_registry
+
+from .stores.base import UnstorableValue
 
 log = logging.getLogger('pyramid_beaker')
 
@@ -20,6 +34,12 @@ WARN_INTERVAL = 60.0
 NOT_STORED = object()
 #: What a registry without bindings answers.
 NO_BINDINGS = {}
+#: Key, in a function's namespace, of its generation (see invalidate_all).
+GENERATION_KEY = '~generation'
+#: Prefix of the key marking that a key's last result was not stored.
+UNSTORED_MARK = '!'
+#: Most seconds an async caller waits for another process's creation lock.
+ASYNC_POLL = (0.002, 0.05)
 _app_numbers = itertools.count(1)
 
 
@@ -45,6 +65,9 @@ class _BeakerManager:
         finally:
             manager.release_read_lock()
 
+    def get_entries(self, keys):
+        return [self.get_entry(key) for key in keys]
+
     def set_entry(self, key, entry, expiretime=None):
         manager = self.manager
         manager.acquire_write_lock()
@@ -65,32 +88,53 @@ class _BeakerManager:
     def get_creation_lock(self, key):
         return self.manager.get_creation_lock(key)
 
+    def do_remove(self):
+        self.manager.do_remove()
+
 
 class Binding:
     """A decorated function bound to one app's region.
 
     Reads, writes and locks that fail are logged (each kind at most once
     per :data:`WARN_INTERVAL`) and the value is computed without the cache.
+    A value the serializer cannot store raises :class:`TypeError` at once.
+
+    Entries are ``(stored, ttl, value)`` tuples; in stores outside the
+    process they carry a fourth item, the function's generation when they
+    were computed, and an entry of an older generation reads as a miss
+    (that is how :meth:`invalidate_all` reaches every process).
     """
 
     def __init__(self, cached, region, namespace):
         self.cached = cached
         self.region = region
         self.namespace = namespace
-        self.expire = region.expire
+        self.expire = region.expire if cached.expire is None else cached.expire
+        self.stale = cached.stale_while_revalidate
+        if self.stale and self.expire is None:
+            raise ConfigurationError(
+                '@cached_region("%s", stale_while_revalidate=%r) on %s: entries '
+                'of the region never expire, so they cannot be stale; give the '
+                'region or the decorator an "expire"'
+                % (region.name, self.stale, cached.where()))
+        #: Seconds the store keeps an entry: fresh, then stale.
+        self.ttl = None if self.expire is None else self.expire + self.stale
+        self.process_local = region.process_local
         #: False when nothing can be stale on read: the store drops entries
         #: older than their stored expiry, which (namespaces of process-local
-        #: stores being per app) is this app's ``expire``.
-        self.check_age = (region.expire is not None
-                          and not region.backend.drops_expired)
+        #: stores being per app) is this binding's ``expire``.
+        self.check_age = self.expire is not None and (
+            bool(self.stale) or not region.backend.drops_expired)
         self.enabled = region.enabled
         self.key_length = region.key_length
         manager = region.namespace_manager(namespace)
         if not hasattr(manager, 'get_entry'):
             manager = _BeakerManager(manager)
         self.manager = manager
-        self.get_entry = manager.get_entry
+        #: ``get_entry(key)``: the entry of ``key`` (fresh or not) or None.
+        self.get_entry = manager.get_entry if self.process_local else self._current_entry
         self._warned_at = {}  # action -> time.monotonic() of its last warning
+        self._pending = {}  # (event loop, key) -> future of an async computation
 
     def warn(self, action, exc):
         current = time.monotonic()
@@ -101,26 +145,55 @@ class Binding:
                         'computing without the cache', self.region.name, action,
                         self.cached.name, type(exc).__name__, exc)
 
+    # -- reading ------------------------------------------------------------
+
+    def _current_entry(self, key):
+        """The entry of ``key`` if it belongs to the current generation."""
+        entry, generation = self.manager.get_entries((key, GENERATION_KEY))
+        if entry is None or len(entry) < 4 or entry[3] != _generation(generation):
+            return None
+        return entry
+
+    def generation(self):
+        """The function's current generation in the store (None at first)."""
+        if self.process_local:
+            return None
+        return _generation(self.manager.get_entry(GENERATION_KEY))
+
     def fresh(self, entry):
-        """True while ``entry`` is younger than this app's region ``expire``.
+        """True while ``entry`` is younger than this binding's ``expire``.
 
         The expiry stored in the entry only serves the storage (as a TTL):
         each app judges freshness by its own configuration.
         """
         return not self.check_age or time.time() - entry[0] < self.expire
 
+    def usable_stale(self, entry):
+        """True for an expired entry still within ``stale_while_revalidate``."""
+        return bool(self.stale) and time.time() - entry[0] < self.ttl
+
     def read(self, key):
-        """Return the fresh entry for ``key``, None on a miss or a failed read."""
+        """Return the entry of ``key`` (fresh or not), None on a miss or a failed read."""
         try:
-            entry = self.get_entry(key)
+            return self.get_entry(key)
         except Exception as exc:
             self.warn('read', exc)
             return None
-        return entry if entry is not None and self.fresh(entry) else None
 
-    def write(self, key, value):
+    # -- writing ------------------------------------------------------------
+
+    def write(self, key, value, generation=None):
+        entry = (time.time(), self.ttl, value)
+        if not self.process_local:
+            entry += (generation,)
         try:
-            self.manager.set_entry(key, (time.time(), self.expire, value), self.expire)
+            self.manager.set_entry(key, entry, self.ttl)
+        except UnstorableValue as exc:
+            raise TypeError(
+                '%s returned a %s, which cache region %r cannot store (%s); '
+                'return a value its serializer accepts or keep it out with '
+                'should_cache' % (self.cached.name, type(value).__qualname__,
+                                  self.region.name, exc.__cause__ or exc)) from None
         except Exception as exc:
             self.warn('store', exc)
 
@@ -132,39 +205,161 @@ class Binding:
         except Exception as exc:
             self.warn('delete', exc)
 
-    def create(self, key, compute, replay=None, force=False):
-        """Compute and store the value of ``key``, once for all concurrent misses.
+    def invalidate_all(self):
+        """Drop every entry of the function: this app's (memory), or everyone's.
 
-        The region's creation lock serialises creators: whoever gets it
-        after another found the entry that one stored, and returns
-        ``replay(stored)`` (or the stored value).  ``compute()`` returns
-        ``(result, stored)``; ``stored`` is :data:`NOT_STORED` to keep the
-        result out of the cache.  ``force`` computes even when an entry
-        exists (``refresh``).
+        Memory namespaces are emptied; in other stores the function's
+        generation is replaced, so every process sharing the store reads its
+        older entries as misses (they go by their TTL).
         """
-        lock = None
+        if self.process_local:
+            self.manager.do_remove()
+        else:
+            try:
+                self.manager.set_entry(
+                    GENERATION_KEY, (time.time(), None, secrets.token_hex(8)), None)
+            except Exception as exc:
+                self.warn('invalidate', exc)
+
+    # -- computing ----------------------------------------------------------
+
+    def _marked_unstored(self, key):
+        """True when the last result computed for ``key`` was not stored."""
+        mark = self.read(UNSTORED_MARK + key)
+        return mark is not None and self.fresh(mark)
+
+    def _finish(self, key, stored, generation, marked):
+        """Store a computed result, or mark ``key`` as giving unstored results."""
+        if stored is NOT_STORED:
+            if not marked:
+                self.write(UNSTORED_MARK + key, None, generation)
+            return
+        self.write(key, stored, generation)
+        if marked:
+            self.delete(UNSTORED_MARK + key)
+
+    def _lock(self, key, wait=True):
+        """The creation lock of ``key``, acquired, or None."""
         try:
             lock = self.manager.get_creation_lock(key)
-            if not lock.acquire(True):
-                lock = None
+            return lock if lock.acquire(wait) else None
         except Exception as exc:
             self.warn('lock', exc)
-            lock = None
+            return None
+
+    def _unlock(self, lock):
+        try:
+            lock.release()
+        except Exception as exc:
+            self.warn('unlock', exc)
+
+    def create(self, key, compute, replay=None, force=False, entry=None):
+        """Compute and store the value of ``key``, once for all concurrent misses.
+
+        ``entry`` is what the caller read (None on a miss): an expired entry
+        within ``stale_while_revalidate`` is returned at once while another
+        caller holds the creation lock.  Otherwise the creation lock
+        serialises creators: whoever gets it after another found the entry
+        that one stored, and returns ``replay(stored)`` (or the stored
+        value).  A key whose last result was not stored is computed without
+        the lock (after at most one wait), so such calls never queue.
+        ``compute()`` returns ``(result, stored)``; ``stored`` is
+        :data:`NOT_STORED` to keep the result out of the cache.  ``force``
+        computes even when an entry exists (``refresh``).
+        """
+        generation = self.read_generation()
+        marked = not force and self._marked_unstored(key)
+        lock = None
+        if not marked:
+            if entry is not None and not force and self.usable_stale(entry):
+                lock = self._lock(key, wait=False)
+                if lock is None:
+                    return entry[2] if replay is None else replay(entry[2])
+            else:
+                lock = self._lock(key)
         try:
             if not force and lock is not None:
-                entry = self.read(key)
-                if entry is not None:
-                    return entry[2] if replay is None else replay(entry[2])
+                found = self.read(key)
+                if found is not None and self.fresh(found):
+                    return found[2] if replay is None else replay(found[2])
+                if self._marked_unstored(key):
+                    marked = True
+                    self._unlock(lock)
+                    lock = None
             result, stored = compute()
-            if stored is not NOT_STORED:
-                self.write(key, stored)
+            self._finish(key, stored, generation, marked)
             return result
         finally:
             if lock is not None:
-                try:
-                    lock.release()
-                except Exception as exc:
-                    self.warn('unlock', exc)
+                self._unlock(lock)
+
+    async def create_async(self, key, compute, force=False, entry=None):
+        """:meth:`create` for coroutines: ``await compute()`` gives ``(result, stored)``.
+
+        Concurrent misses of one event loop await a single computation;
+        other threads and processes are held off by the creation lock,
+        polled without blocking the loop.
+        """
+        loop = asyncio.get_running_loop()
+        pending = self._pending.get((loop, key))
+        if pending is not None and not force:
+            return await asyncio.shield(pending)
+        future = loop.create_future()
+        self._pending[loop, key] = future
+        try:
+            result = await self._create_async(key, compute, force, entry)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            if self._pending.get((loop, key)) is future:
+                del self._pending[loop, key]
+
+    async def _create_async(self, key, compute, force, entry):
+        generation = self.read_generation()
+        marked = not force and self._marked_unstored(key)
+        lock = None
+        if not marked:
+            lock = self._lock(key, wait=False)
+            if lock is None and entry is not None and not force and self.usable_stale(entry):
+                return entry[2]
+            delay, deadline = ASYNC_POLL[0], time.monotonic() + _lock_timeout(self.manager)
+            while lock is None and time.monotonic() < deadline:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, ASYNC_POLL[1])
+                lock = self._lock(key, wait=False)
+        try:
+            if not force and lock is not None:
+                found = self.read(key)
+                if found is not None and self.fresh(found):
+                    return found[2]
+            result, stored = await compute()
+            self._finish(key, stored, generation, marked)
+            return result
+        finally:
+            if lock is not None:
+                self._unlock(lock)
+
+    def read_generation(self):
+        """:meth:`generation`, or None (logged) when the store fails."""
+        try:
+            return self.generation()
+        except Exception as exc:
+            self.warn('read', exc)
+            return None
+
+
+def _generation(entry):
+    return None if entry is None else entry[2]
+
+
+def _lock_timeout(manager):
+    timeout = getattr(manager, 'lock_timeout', None)
+    return 30.0 if timeout is None else timeout
 
 
 def bindings(registry):
@@ -195,7 +390,48 @@ def app_bindings(registry):
 
 
 def bind(registry, cached, region):
-    """Bind ``cached`` to ``region`` in the app of ``registry``; return the binding."""
-    binding = Binding(cached, region, namespace_of(cached, region, registry))
-    app_bindings(registry)[cached] = binding
+    """Bind ``cached`` to ``region`` in the app of ``registry``; return the binding.
+
+    Two functions whose entries would share a namespace (closures made by
+    one factory have one qualified name) raise ConfigurationError: give
+    each its own ``name=``.
+    """
+    table = app_bindings(registry)
+    namespace = namespace_of(cached, region, registry)
+    for other, found in table.items():
+        if other is not cached and found.namespace == namespace:
+            raise ConfigurationError(
+                '@cached_region("%s"): %s and %s have one name, "%s", so they '
+                'would share entries; pass name="..." to tell them apart'
+                % (region.name, other.where(), cached.where(), cached.name))
+    binding = Binding(cached, region, namespace)
+    previous = table.get(cached)
+    if previous is not None and previous in previous.region.bindings:
+        previous.region.bindings.remove(previous)
+    table[cached] = binding
+    region.bindings.append(binding)
+    cached.bound_in = [ref for ref in cached.bound_in if ref() is not None]
+    cached.bound_in.append(weakref.ref(binding))
     return binding
+
+
+def binding_for(cached, registry):
+    """The binding ``cached`` uses when ``registry`` is the current one, or None.
+
+    The current app's binding; with no app current (``registry`` is
+    Pyramid's global registry), the binding of the app created last, among
+    those that bound the function and still exist.
+    """
+    binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
+    if binding is None and registry is global_registry:
+        for ref in reversed(cached.bound_in):
+            binding = ref()
+            if binding is not None:
+                break
+    return binding
+
+
+def region_bindings(registry, name):
+    """This app's bindings to region ``name``."""
+    return [binding for binding in bindings(registry).values()
+            if binding.region.name == name]

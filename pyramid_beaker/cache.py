@@ -53,10 +53,22 @@ class Region:
                         if key not in REGION_CONTROL_OPTIONS}
         self._managers = {}
         self._lock = threading.Lock()
+        #: The bindings of the app's cached functions to this region.
+        self.bindings = []
 
     def __repr__(self):
         return '<Region %r type=%s expire=%r>' % (
             self.name, self.options.get('type'), self.expire)
+
+    def invalidate(self):
+        """Drop every entry the app's cached functions keep in this region.
+
+        Memory regions: this app's entries.  Other stores: the entries of
+        those functions for every process sharing the store (see
+        :meth:`pyramid_beaker.binding.Binding.invalidate_all`).
+        """
+        for binding in list(self.bindings):
+            binding.invalidate_all()
 
     def namespace_manager(self, namespace):
         """Return the Beaker namespace manager of ``namespace`` in this region.

@@ -27,15 +27,27 @@ class CachedView(CachedFunction):
 
     view = True
 
+    @property
+    def guarded(self):
+        """True unless the decorator said how identified requests are served.
+
+        Requests with an identity never use the entries anonymous requests
+        share, unless ``per_user``, ``vary`` or ``shared=True`` is given.
+        """
+        return self.per_user is None and not self.vary and not self.shared
+
     def request_key(self, request, registry):
         """Key text of a view request; also returns the user's key (or None).
 
         The key holds the route name, the URL without its query string
-        (scheme, host, path), the query's ``name=value`` pairs sorted, the
-        ``vary`` values and the user's key (``per_user``).
+        (scheme, host, path), the query's ``name=value`` pairs sorted by
+        name (repeated names keep their order: ``?sort=a&sort=b`` is not
+        ``?sort=b&sort=a``), the ``vary`` values and the user's key
+        (``per_user``).
         """
+        pairs = sorted(request.query_string.split('&'), key=_parameter_name)
         parts = [encode(_route_name(request, registry)), encode(request.path_url),
-                 encode(tuple(sorted(request.query_string.split('&'))))]
+                 encode(tuple(pairs))]
         for item in self.vary:
             value = item(request) if callable(item) else request.headers.get(item)
             parts.append(encode(value, 'vary item %r of view %s' % (item, self.name)))
@@ -54,8 +66,15 @@ class CachedView(CachedFunction):
         binding = self.binding(registry)
         if binding is None or request.method not in VIEW_METHODS:
             return self.func(*args)
+        had_session = 'session' in request.__dict__
+        if self.guarded and _identified(request):
+            return self.func(*args)
+        # A session loaded only to find the user (a session-based security
+        # policy) does not count as the view using it while it stays empty.
+        probed = not had_session and 'session' in request.__dict__
         text, user = self.request_key(request, registry)
         key = fit(text, binding.key_length)
+        entry = None
         if not force:
             try:
                 entry = binding.get_entry(key)
@@ -67,10 +86,11 @@ class CachedView(CachedFunction):
 
         def compute():
             value = self.func(*args)
-            return value, self.stored_form(value, _view_entry(request, value, user))
+            stored = _view_entry(request, value, user, probed)
+            return value, self.stored_form(value, stored)
 
         return binding.create(key, compute, functools.partial(_replay, request),
-                              force=force)
+                              force=force, entry=entry)
 
     def forget(self, request):
         """Drop the entry of ``request`` in its app's region."""
@@ -112,13 +132,25 @@ class CachedView(CachedFunction):
 
         # Pyramid reads the parameters to call (request) or (context, request).
         cached_view.__signature__ = inspect.signature(self.func)
-        cached_view.invalidate = invalidate
-        cached_view.refresh = refresh
-        return cached_view
+        return self.attach_api(cached_view, invalidate, refresh)
 
 
 def _registry_of(request):
-    return getattr(request, 'registry', None) or get_current_registry()
+    """The request's registry; a request made up outside the router
+    (``Request.blank``) gets the current one, as ``prepare()`` would give it."""
+    registry = getattr(request, 'registry', None)
+    if registry is None:
+        registry = request.registry = get_current_registry()
+    return registry
+
+
+def _parameter_name(pair):
+    return pair.split('=', 1)[0]
+
+
+def _identified(request):
+    """True for a request with an identity: an Authorization header or a user id."""
+    return 'Authorization' in request.headers or request.authenticated_userid is not None
 
 
 def _route_name(request, registry):
@@ -144,16 +176,18 @@ def _response_storable(response):
     return not names & {'private', 'no-store'}
 
 
-def _view_entry(request, value, user):
+def _view_entry(request, value, user, probed=False):
     """What to store for a view's result, or NOT_STORED.
 
     Responses are stored as status, headers and body; other results (for a
     renderer) with the status and headers of ``request.response`` if the
     view touched it.  Nothing is stored when the response sets a cookie, is
     not a 200, is private or no-store, or when the session was used and the
-    key has no user.
+    key has no user.  ``probed``: the session was loaded only to look for
+    the user; it counts as used once it holds anything.
     """
-    if 'session' in request.__dict__ and user is None:
+    session = request.__dict__.get('session')
+    if session is not None and user is None and not (probed and not len(session)):
         return NOT_STORED  # the result may show this visitor's session
     if isinstance(value, WebObResponse):
         if not _response_storable(value):

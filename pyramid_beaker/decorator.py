@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, TypeVar, Union
 import venusian
 from pyramid.exceptions import ConfigurationError
 
-from .cached_functions import CachedFunction
+from .cached_functions import CachedFunction, coroutine_wrapper
 from .cached_views import CachedView
 from .keys import KeyMaker
 
@@ -101,7 +101,11 @@ class cached_region:
                  vary: Union[str, Iterable[Union[str, Callable[[Any], Any]]]] = (),
                  ignore: Union[str, Iterable[str]] = (),
                  should_cache: Union[Callable[[Any], bool], None] = None,
-                 per_user: Union[bool, Callable[[Any], Any]] = False,
+                 per_user: Union[bool, Callable[[Any], Any], None] = None,
+                 shared: bool = False,
+                 expire: Union[int, float, None] = None,
+                 stale_while_revalidate: Union[int, float] = 0,
+                 name: Union[str, None] = None,
                  _category: str = 'pyramid', _depth: int = 0) -> None:
         if not isinstance(region, str) or not region.strip():
             raise TypeError('"region" must be a region name, not %r' % (region,))
@@ -116,14 +120,27 @@ class cached_region:
             ignore = (ignore,)
         if should_cache is not None and not callable(should_cache):
             raise TypeError('"should_cache" must be callable, not %r' % (should_cache,))
-        if not (isinstance(per_user, bool) or callable(per_user)):
+        if not (per_user is None or isinstance(per_user, bool) or callable(per_user)):
             raise TypeError('"per_user" must be True, False or a callable of '
                             'the request, not %r' % (per_user,))
+        if not isinstance(shared, bool):
+            raise TypeError('"shared" must be True or False, not %r' % (shared,))
+        if shared and per_user:
+            raise TypeError('"shared" and "per_user" exclude each other: a view '
+                            'is either the same for everyone or kept per user')
+        if expire is not None and not _seconds(expire, positive=True):
+            raise TypeError('"expire" must be a number of seconds greater than 0, '
+                            'not %r' % (expire,))
+        if not _seconds(stale_while_revalidate):
+            raise TypeError('"stale_while_revalidate" must be a number of seconds '
+                            '(0 or more), not %r' % (stale_while_revalidate,))
+        if name is not None and not (isinstance(name, str) and name.strip()):
+            raise TypeError('"name" must be a non-empty string, not %r' % (name,))
         self.region = region
-        self.vary = vary
-        self.ignore = tuple(ignore)
-        self.should_cache = should_cache
-        self.per_user = per_user
+        self.options = dict(
+            name=name, vary=vary, ignore=tuple(ignore), should_cache=should_cache,
+            per_user=per_user, shared=shared, expire=expire,
+            stale_while_revalidate=stale_while_revalidate)
         self.category = _category
         self.depth = _depth
 
@@ -134,24 +151,29 @@ class cached_region:
         if not inspect.isfunction(wrapped):
             raise TypeError('@cached_region decorates functions, not %r' % (wrapped,))
         shape = _shape(wrapped)
-        kind: type[CachedFunction]
-        if shape in _VIEW_SHAPES:
-            kind = CachedView
+        coroutine = inspect.iscoroutinefunction(wrapped)
+        if coroutine and shape in ('view', 'context view'):
+            raise TypeError('@cached_region on %s.%s: Pyramid calls views '
+                            'synchronously, so a view cannot be async def'
+                            % (wrapped.__module__, wrapped.__qualname__))
+        options = self.options
+        cached: CachedFunction
+        if shape in _VIEW_SHAPES and not coroutine:
+            cached = CachedView(wrapped, self.region, **options)
         else:
-            kind = CachedFunction
-        cached = kind(wrapped, self.region, self.vary, self.ignore,
-                      self.should_cache, self.per_user)
-        if cached.view and self.ignore:
+            cached = CachedFunction(wrapped, self.region, **options)
+        if cached.view and options['ignore']:
             raise TypeError('@cached_region on view %s: views are keyed by the '
                             'request, so "ignore" does not apply' % cached.name)
-        if not cached.view and (self.vary or self.per_user):
+        if not cached.view and (options['vary'] or options['per_user'] is not None
+                                or options['shared']):
             raise TypeError(
-                '@cached_region on %s: "vary" and "per_user" apply to views, '
-                'whose parameters are (request) or (context, request)'
+                '@cached_region on %s: "vary", "per_user" and "shared" apply to '
+                'views, whose parameters are (request) or (context, request)'
                 % cached.name)
         if shape != 'view' and shape != 'context view':
-            cached.key = KeyMaker(wrapped, self.ignore, owner=shape != 'function').key
-        wrapper = cached.wrapper()
+            cached.key = KeyMaker(wrapped, options['ignore'], owner=shape != 'function').key
+        wrapper = coroutine_wrapper(cached) if coroutine else cached.wrapper()
         functools.wraps(wrapped)(wrapper)
         wrapper.__cached_region__ = cached
         wrapper.region = self.region
@@ -187,3 +209,10 @@ def _adopt_callbacks(wrapped, wrapper):
     mine = getattr(wrapper, venusian.ATTACH_ATTR)
     for category, callbacks in theirs.items():
         mine.setdefault(category, []).extend(callbacks)
+
+
+def _seconds(value, positive=False):
+    """True for a number of seconds (not a bool), above 0 if ``positive``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value > 0 if positive else value >= 0

@@ -56,9 +56,11 @@ def make_app(global_config, **settings):
 
     The cached functions and their view are scanned only when the ini
     file lists the regions ``stored`` and ``other``; ``test.pyramid_session``
-    sets Pyramid's own cookie session factory instead of a Beaker one.
+    sets Pyramid's own cookie session factory instead of a Beaker one;
+    ``test.no_introspection`` turns the introspector off.
     """
-    with Configurator(settings=settings) as config:
+    introspection = not settings.get('test.no_introspection')
+    with Configurator(settings=settings, introspection=introspection) as config:
         config.include('pyramid_beaker')
         if settings.get('test.pyramid_session'):
             config.set_session_factory(SignedCookieSessionFactory(SESSION_SECRET))
@@ -381,6 +383,11 @@ def test_clear_region_empties_one_region_only(tmp_dir):
 
     check_clear_region(ini, after_clear)
     assert len(cache_files(tmp_dir)) == 4
+
+
+def test_clear_region_without_the_introspector(tmp_dir):
+    settings = dict(file_settings(tmp_dir), **{'test.no_introspection': 'true'})
+    check_clear_region(write_ini(tmp_dir, settings))
 
 
 def test_clear_region_on_dbm(tmp_dir):

@@ -23,6 +23,7 @@ from pyramid.interfaces import ISessionFactory
 from pyramid.paster import bootstrap
 from pyramid.scripts.common import parse_vars
 
+from ..binding import region_bindings
 from ..cache import get_region, regions
 from ..session import SessionFactory
 from ..settings import masked
@@ -356,11 +357,7 @@ class PBeakerCommand:
             raise CommandError(
                 'cache region %r is kept in the memory of each app process, out '
                 'of pbeaker\'s reach: restart the app to empty it' % name)
-        namespaces = sorted({
-            item['introspectable'].get('namespace')
-            for item in registry.introspector.get_category(FUNCTION_CATEGORY, ())
-            if item['introspectable'].get('region') == name
-        } - {None})
+        namespaces = sorted({binding.namespace for binding in region_bindings(registry, name)})
         if not namespaces:
             self.out('Nothing to clear: no cached function of the app uses region %r.'
                      % name)

@@ -223,6 +223,10 @@ class SessionStore:
             return None
 
 
+class UnstorableValue(TypeError):
+    """A cache entry the region's serializer cannot turn into bytes."""
+
+
 class BaseNamespaceManager(NamespaceManager):
     """Beaker namespace manager whose entries are signed envelopes.
 
@@ -241,6 +245,7 @@ class BaseNamespaceManager(NamespaceManager):
                 'cache regions of type %r need a "secret" to sign what they '
                 'store' % self.name)
         self.codec = SignedCodec(data_serializer, secret, 'cache')
+        self.codec_name = data_serializer if isinstance(data_serializer, str) else 'custom'
         self.options = options
 
     def _get_raw(self, key):
@@ -253,9 +258,14 @@ class BaseNamespaceManager(NamespaceManager):
     def _delete(self, key):
         raise NotImplementedError
 
-    def get_entry(self, key):
-        """Return the ``(stored, expire, value)`` entry for ``key`` or None."""
-        raw = self._get_raw(key)
+    def _get_many_raw(self, keys):
+        """Return the stored bytes (or None) of each of ``keys``.
+
+        Stores that can read several keys in one round trip override this.
+        """
+        return [self._get_raw(key) for key in keys]
+
+    def _entry(self, raw):
         if raw is None:
             return None
         try:
@@ -265,9 +275,25 @@ class BaseNamespaceManager(NamespaceManager):
                         self.name, self.namespace, exc)
             return None
 
+    def get_entry(self, key):
+        """Return the ``(stored, expire, value)`` entry for ``key`` or None."""
+        return self._entry(self._get_raw(key))
+
+    def get_entries(self, keys):
+        """Return the entry (or None) of each of ``keys``."""
+        return [self._entry(raw) for raw in self._get_many_raw(keys)]
+
     def set_entry(self, key, entry, expiretime=None):
-        """Store an entry; ``expiretime`` (seconds) lets the server drop it."""
-        self._set_raw(key, self.codec.dumps(tuple(entry)), expiretime)
+        """Store an entry; ``expiretime`` (seconds) lets the server drop it.
+
+        Raises :class:`UnstorableValue` when the serializer refuses it.
+        """
+        try:
+            raw = self.codec.dumps(tuple(entry))
+        except Exception as exc:
+            raise UnstorableValue(
+                '%s serializer: %s' % (self.codec_name, exc)) from exc
+        self._set_raw(key, raw, expiretime)
 
     def __getitem__(self, key):
         entry = self.get_entry(key)

@@ -16,6 +16,7 @@ import hashlib
 import threading
 import time
 import warnings
+import weakref
 
 from beaker.exceptions import InvalidCacheBackendError
 from beaker.synchronization import NameLock
@@ -262,12 +263,49 @@ def entry_id(namespace, key):
     return hashlib.sha256(b'%d:%s:%s' % (len(space), space, key)).hexdigest()
 
 
-class AdvisoryLock:
-    """Cross-process lock: a PostgreSQL advisory lock on its own connection.
+_lock_engines = weakref.WeakKeyDictionary()
+_local_locks = weakref.WeakValueDictionary()
 
-    ``acquire(wait=True)`` waits at most ``timeout`` seconds, then returns
-    False.  If the process dies, the server drops the connection and the
-    lock with it.
+
+def lock_engine(engine):
+    """An engine for ``engine``'s database whose connections are not pooled.
+
+    Creation locks hold a connection while the value is computed; taking it
+    from the app's pool would starve the computation (and every waiter)
+    of connections when the pool is small.
+    """
+    with _engines_lock:
+        found = _lock_engines.get(engine)
+        if found is None:
+            found = _lock_engines[engine] = sa.create_engine(
+                engine.url, poolclass=sa.pool.NullPool)
+        return found
+
+
+class _LocalLock:
+    """A process-local lock per advisory lock number (weakly shared)."""
+
+    def __init__(self):
+        self.mutex = threading.Lock()
+
+
+def _local_lock(number):
+    with _engines_lock:
+        found = _local_locks.get(number)
+        if found is None:
+            found = _local_locks[number] = _LocalLock()
+        return found
+
+
+class AdvisoryLock:
+    """Cross-process lock: a PostgreSQL advisory lock on a connection of its own.
+
+    Threads of one process first queue on a local lock, so a process waits
+    in PostgreSQL with one connection per key at most; that connection is
+    not taken from the app's pool (see :func:`lock_engine`), so the holder
+    can always read and write while others wait.  ``acquire(wait=True)``
+    waits at most ``timeout`` seconds, then returns False.  If the process
+    dies, the server drops the connection and the lock with it.
     """
 
     def __init__(self, engine, number, timeout):
@@ -275,13 +313,28 @@ class AdvisoryLock:
         self.number = number
         self.timeout = timeout
         self.conn = None
+        self.local = _local_lock(number)
 
     def acquire(self, wait=True):
-        conn = self.engine.connect()
+        started = time.monotonic()
+        if not self.local.mutex.acquire(wait, self.timeout if wait else -1):
+            return False
+        try:
+            left = self.timeout - (time.monotonic() - started)
+            locked = left > 0 and self._acquire_advisory(wait, left)
+        except BaseException:
+            self.local.mutex.release()
+            raise
+        if not locked:
+            self.local.mutex.release()
+        return locked
+
+    def _acquire_advisory(self, wait, timeout):
+        conn = lock_engine(self.engine).connect()
         try:
             if wait:
                 conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
-                             {'t': '%dms' % (self.timeout * 1000)})
+                             {'t': '%dms' % max(1, timeout * 1000)})
                 conn.execute(sa.text('SELECT pg_advisory_lock(:n)'), {'n': self.number})
                 locked = True
             else:
@@ -292,6 +345,9 @@ class AdvisoryLock:
             conn.close()
             if getattr(exc.orig, 'sqlstate', None) == _LOCK_NOT_AVAILABLE:
                 return False
+            raise
+        except BaseException:
+            conn.close()
             raise
         if not locked:
             conn.close()
@@ -310,6 +366,7 @@ class AdvisoryLock:
             conn.invalidate()  # closing the connection frees the lock too
         finally:
             conn.close()
+            self.local.mutex.release()
 
 
 class DatabaseNamespaceManager(BaseNamespaceManager):
@@ -349,6 +406,18 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         if row is None or (row.expires is not None and row.expires < time.time()):
             return None
         return row.data
+
+    def _get_many_raw(self, keys):
+        table = self.table
+        ids = [entry_id(self.namespace, key) for key in keys]
+        with self._connect(self.reader) as conn:
+            rows = conn.execute(
+                sa.select(table.c.id, table.c.data, table.c.expires)
+                .where(table.c.id.in_(ids))).all()
+        now = time.time()
+        found = {row.id: row.data for row in rows
+                 if row.expires is None or row.expires >= now}
+        return [found.get(row_id) for row_id in ids]
 
     def _set_raw(self, key, raw, expiretime):
         table, now = self.table, time.time()

@@ -313,6 +313,11 @@ class MemcachedNamespaceManager(BaseNamespaceManager):
     def _get_raw(self, key):
         return self.client.get(self._key(key))
 
+    def _get_many_raw(self, keys):
+        names = [self._key(key) for key in keys]
+        found = self.client.get_many(names)
+        return [found.get(name) for name in names]
+
     def _set_raw(self, key, raw, expiretime):
         self.client.set(self._key(key), raw, expire_time(expiretime))
 

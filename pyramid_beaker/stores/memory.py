@@ -7,9 +7,11 @@ process does not keep dead sessions forever.
 """
 import collections
 import threading
+import weakref
 
 from beaker.synchronization import NameLock
 
+from ..coerce import as_positive_int
 from .base import Backend, NamespaceManager, Record, SessionStore, merge, now
 
 
@@ -96,21 +98,48 @@ class MemorySessionStore(SessionStore):
             del records[oldest]
 
 
+class _Entries(dict):
+    """One namespace's entries (a dict that weak references can point to).
+
+    Keys are kept in insertion order, least recently used first when the
+    namespace has a ``max_entries`` cap.
+    """
+
+    __slots__ = ('__weakref__', 'lock', 'sweep_at')
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+        self.sweep_at = 0.0
+
+
 class MemoryNamespaceManager(NamespaceManager):
     """Cache entries in a dict shared by every manager of the same namespace.
 
     Values are kept as Python objects (no serialization), as in Beaker's
-    own memory backend; expired entries are dropped when they are read.
+    own memory backend.  Expired entries read as misses and are swept out
+    as new entries are written (at most once per ``SWEEP_EVERY`` seconds,
+    or per expiry time when shorter).  With ``max_entries`` a namespace
+    keeps at most that many entries, dropping the least recently used.  A
+    namespace lives as long as a manager of it does: the entries of an app
+    that was garbage-collected go with its regions.
     """
 
     name = 'memory'
-    _namespaces = {}
+    SWEEP_EVERY = 60.0
+    _namespaces = weakref.WeakValueDictionary()
     _namespaces_lock = threading.Lock()
 
-    def __init__(self, namespace, **options):
+    def __init__(self, namespace, max_entries=None, **options):
         super().__init__(namespace)
         with self._namespaces_lock:
-            self.dictionary = self._namespaces.setdefault(namespace, {})
+            entries = self._namespaces.get(namespace)
+            if entries is None:
+                entries = self._namespaces[namespace] = _Entries()
+        self.dictionary = entries
+        self.max_entries = max_entries
+        if max_entries is not None:
+            self.get_entry = self._get_recent
         self.options = options
 
     def get_creation_lock(self, key):
@@ -125,8 +154,42 @@ class MemoryNamespaceManager(NamespaceManager):
             return None
         return entry
 
+    def _get_recent(self, key):
+        """:meth:`get_entry` that also marks ``key`` as the most recently used."""
+        entries = self.dictionary
+        entry = entries.pop(key, None)
+        if entry is None:
+            return None
+        if entry[1] is not None and entry[0] + entry[1] <= now():
+            return None
+        entries.setdefault(key, entry)
+        return entry
+
+    def get_entries(self, keys):
+        return [self.get_entry(key) for key in keys]
+
     def set_entry(self, key, entry, expiretime=None):
-        self.dictionary[key] = tuple(entry)
+        entries = self.dictionary
+        entry = tuple(entry)
+        with entries.lock:
+            entries.pop(key, None)
+            entries[key] = entry
+            current = now()
+            if current >= entries.sweep_at:
+                self._sweep(current)
+                every = self.SWEEP_EVERY if entry[1] is None else min(self.SWEEP_EVERY, entry[1])
+                entries.sweep_at = current + every
+            if self.max_entries is not None:
+                while len(entries) > self.max_entries:
+                    del entries[next(iter(entries))]
+
+    def _sweep(self, current):
+        """Drop expired entries (the caller holds the namespace's lock)."""
+        entries = self.dictionary
+        expired = [key for key, entry in entries.items()
+                   if entry[1] is not None and entry[0] + entry[1] <= current]
+        for key in expired:
+            entries.pop(key, None)
 
     def __getitem__(self, key):
         return self.dictionary[key]
@@ -135,10 +198,10 @@ class MemoryNamespaceManager(NamespaceManager):
         return key in self.dictionary
 
     def __setitem__(self, key, value):
-        self.dictionary[key] = value
+        self.set_entry(key, value)
 
     def set_value(self, key, value, expiretime=None):
-        self.dictionary[key] = value
+        self.set_entry(key, value, expiretime)
 
     def __delitem__(self, key):
         self.dictionary.pop(key, None)
@@ -159,4 +222,6 @@ BACKEND = Backend(
     drops_expired=True,
     signs_sessions=False,
     signs_entries=False,
+    # Cache regions only: the most entries one namespace keeps.
+    options={'max_entries': as_positive_int},
 )

@@ -282,6 +282,9 @@ class RedisNamespaceManager(BaseNamespaceManager):
     def _get_raw(self, key):
         return self.client.get(self._key(key))
 
+    def _get_many_raw(self, keys):
+        return self.client.mget([self._key(key) for key in keys])
+
     def _set_raw(self, key, raw, expiretime):
         expire = max(1, int(expiretime)) if expiretime else None
         self.client.set(self._key(key), raw, ex=expire)

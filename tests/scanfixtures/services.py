@@ -1,4 +1,5 @@
 """Cached service functions; ``CALLS`` counts how often each body ran."""
+import asyncio
 import collections
 import os
 import threading
@@ -119,3 +120,49 @@ def flaky(name):
     if _count('flaky:' + name) == 1:
         raise RuntimeError('first run of %s fails' % name)
     return name
+
+
+@cached_region('short_term')
+async def async_square(number, delay):
+    """A coroutine: ``await async_square(n, delay)`` is cached."""
+    _count('async_square')
+    await asyncio.sleep(delay)
+    return number * number
+
+
+@cached_region('long_term', expire=1)
+def short_lived(item):
+    """Kept for one second although its region keeps entries an hour."""
+    return '%s #%d' % (item, _count('short_lived'))
+
+
+@cached_region('short_term', should_cache=lambda value: False)
+def never_stored(delay):
+    """Its results are refused by should_cache; tracks how many run at once."""
+    with _lock:
+        RUNNING['never_stored'] += 1
+        RUNNING['most'] = max(RUNNING['most'], RUNNING['never_stored'])
+    try:
+        time.sleep(delay)
+    finally:
+        with _lock:
+            RUNNING['never_stored'] -= 1
+    return _count('never_stored')
+
+
+RUNNING = collections.Counter()
+
+
+@cached_region('short_term')
+def opaque(item):
+    """Returns a value pickle cannot store (a local function)."""
+    _count('opaque')
+    return lambda: item
+
+
+@cached_region('short_term', expire=1, stale_while_revalidate=60, ignore=('gate',))
+def revalidated(item, gate):
+    """Waits for ``gate`` (a threading.Event) on every run after the first."""
+    if _count('revalidated') > 1:
+        gate.wait(10)
+    return '%s #%d' % (item, CALLS['revalidated'])
