@@ -81,20 +81,45 @@ class cached_region:
         to the key, a callable of the request adds what it returns.  Only
         then may a view that used ``request.session`` be stored, and only
         for a known user (a key that is not None).
+    :param shared: views only: ``True`` serves one entry to every visitor,
+        identified or not (see below).
+    :param expire: seconds this function's entries stay fresh, instead of
+        the region's ``expire``.
+    :param stale_while_revalidate: seconds an expired entry may still be
+        served (default 0): while one caller computes the new value, the
+        others get the old one at once instead of waiting.
+    :param name: names the function's entries instead of its module and
+        qualified name; needed by closures made by one factory, which
+        share a qualified name (binding two of them without distinct names
+        raises :class:`~pyramid.exceptions.ConfigurationError`).
 
     A function whose parameters are exactly ``(request)`` or
     ``(context, request)`` is cached as a view, and so is a method taking
     only ``self`` on an object with a ``request`` attribute (a class-based
     view).  Any other function is keyed by its arguments (see
     :mod:`pyramid_beaker.keys`); methods by the class of ``self``/``cls``.
-    Put ``@classmethod`` and ``@staticmethod`` above ``@cached_region``.  The function is bound by
-    ``config.scan()`` (which needs ``config.include('pyramid_beaker')``
-    first) or :func:`add_cached_function`; where no app bound it, it runs
-    uncached and logs one warning.
+    ``async def`` functions are cached too: ``await f(x)`` hits, and
+    concurrent misses compute once.  Put ``@classmethod`` and
+    ``@staticmethod`` above ``@cached_region``.
+
+    A view request with an identity (``request.authenticated_userid`` not
+    None, or an ``Authorization`` header) neither reads nor writes the
+    entry that anonymous requests share, unless ``per_user``, ``vary`` or
+    ``shared=True`` says how such requests are served.
+
+    The function is bound by ``config.scan()`` (which needs
+    ``config.include('pyramid_beaker')`` first) or
+    :func:`~pyramid_beaker.directives.add_cached_function`.  A call uses the
+    binding of the current app (in a request, or after ``config.begin()``);
+    with no app current (a script, a thread, a background job) it uses that
+    of the app created last that bound the function and still exists.  In
+    an app that did not bind it, it runs uncached and logs one warning.
 
     The decorated function has ``invalidate(*args, **kw)`` (drop the entry
     of those arguments), ``refresh(*args, **kw)`` (compute and store it
-    again, returning the value) and ``region`` (the region name).
+    again, returning the value), ``invalidate_all()`` (drop all its
+    entries: the app's, in a memory region; every process's, in a shared
+    store) and ``region`` (the region name).
     """
 
     def __init__(self, region: str,
