@@ -74,9 +74,10 @@ def catalog_refresh(request):
 
 
 @view_config(route_name='offers', request_method='GET', renderer='templates/offers.jinja2')
-@cached_region('short_term')
+@cached_region('short_term', shared=True)
 def offers(request):
-    """The offers of the day: the same for everyone, so cached.
+    """The offers of the day: the same for everyone, so cached (``shared``:
+    logged-in visitors get the entry anonymous ones share).
 
     The view returns the data of the page, which is what the region keeps;
     the renderer draws it inside the layout for every request, so the
