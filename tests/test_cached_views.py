@@ -199,5 +199,10 @@ def test_class_based_views_are_keyed_by_their_request(app):
 
 
 def test_views_of_an_unknown_region_fail_at_commit(config):
+    config.add_settings({'cache.regions': 'long_term', 'cache.long_term.expire': '60'})
+    include(config)
+    for name in ROUTES:
+        config.add_route(name, '/' + name)
+    config.scan(VIEWS)
     with pytest.raises(ConfigurationError, match='no cache region named "short_term"'):
-        build(config, cache__regions='long_term')
+        config.commit()

@@ -438,7 +438,7 @@ def test_clear_region_on_redis(tmp_dir, redis_url):
 
 
 def test_clear_region_without_cached_functions(tmp_dir):
-    settings = file_settings(tmp_dir, **{'cache.regions': 'stored, other, unused'})
+    settings = file_settings(tmp_dir, **{'cache.regions': 'stored, other, quick, unused'})
     result = pbeaker(write_ini(tmp_dir, settings), 'clear-region', 'unused')
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('Nothing to clear: no cached function')
