@@ -440,11 +440,22 @@ def check_cache_settings(settings, configured, prefix='cache.'):
     """
     families, options = set(), set(REGION_OPTIONS) | set(LOCATION_OPTIONS)
     options.update(CACHE_TOP_LEVEL)
-    for backend in stores.all_backends():
-        for option in backend.options:
-            (families if option.endswith('.') else options).add(option)
+    loaded = False
+
+    def add_backend_options():
+        # Only for keys the common options do not explain: this imports
+        # every backend module, hence every installed driver.
+        nonlocal loaded
+        if not loaded:
+            loaded = True
+            for backend in stores.all_backends():
+                for option in backend.options:
+                    (families if option.endswith('.') else options).add(option)
+
     for key, (label, value) in strip_prefix(settings, cache_prefixes(prefix)).items():
         head, dot, _ = key.partition('.')
+        if (key not in options if not dot else head not in configured):
+            add_backend_options()
         if not dot:
             if key not in options:
                 raise ConfigurationError('"%s" is not a cache option%s'
