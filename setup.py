@@ -29,6 +29,10 @@ database_requires = [
     'sqlalchemy >= 2.0',  # Connection.execute(text(...)) with dict params
     'psycopg[binary] >= 3.1',  # the default PostgreSQL driver in URLs
 ]
+mysql_requires = [
+    'sqlalchemy >= 2.0',
+    'pymysql >= 1.0',  # pure Python: installs everywhere, no client library
+]
 crypto_requires = ['cryptography >= 3.4']  # AESGCM for encrypted cookies
 testing_requires = (
     [
@@ -43,6 +47,7 @@ testing_requires = (
     + redis_requires
     + memcached_requires
     + database_requires
+    + mysql_requires
     + crypto_requires
 )
 benchmark_requires = ['dogpile.cache', 'pyramid_session_redis']
@@ -97,6 +102,7 @@ setup(
         'redis': redis_requires,
         'memcached': memcached_requires,
         'database': database_requires,
+        'mysql': mysql_requires,
         'crypto': crypto_requires,
         'testing': testing_requires,
         'benchmarks': testing_requires + benchmark_requires,

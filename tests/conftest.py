@@ -76,6 +76,16 @@ def memcached_url():
 
 
 @pytest.fixture(scope='session')
+def mariadb_url():
+    url = os.environ.get(
+        'PYRAMID_BEAKER_MARIADB_URL', 'mysql+pymysql://root@127.0.0.1:3306/test')
+    hostport = url.split('@', 1)[1].split('/', 1)[0]
+    host, _, port = hostport.partition(':')
+    _require('MariaDB', host, port or 3306)
+    return url
+
+
+@pytest.fixture(scope='session')
 def postgres_url():
     url = os.environ.get(
         'PYRAMID_BEAKER_POSTGRES_URL',

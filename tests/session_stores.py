@@ -12,7 +12,7 @@ import uuid
 from .session_app import SECRET
 
 KINDS = ['memory', 'file', 'dbm', 'cookie', 'cookie-encrypted',
-         'ext:redis', 'ext:memcached', 'ext:database']
+         'ext:redis', 'ext:memcached', 'ext:database', 'ext:database-mariadb']
 #: Kinds that keep sessions on the server side.
 SERVER_SIDE = [kind for kind in KINDS if not kind.startswith('cookie')]
 
@@ -36,10 +36,11 @@ def store_options(kind, tmp_dir, request, **extra):
     elif kind == 'ext:memcached':
         url = request.getfixturevalue('memcached_url')
         options.update(type=kind, url=url, key_prefix='pbtest:%s:' % tag)
-    elif kind == 'ext:database':
-        url = request.getfixturevalue('postgres_url')
+    elif kind in ('ext:database', 'ext:database-mariadb'):
+        url = request.getfixturevalue(
+            'mariadb_url' if kind.endswith('mariadb') else 'postgres_url')
         table = 'pbtest_%s' % tag
-        options.update(type=kind, url=url, table_name=table)
+        options.update(type='ext:database', url=url, table_name=table)
         request.addfinalizer(lambda: _drop_table(url, table))
     else:
         options.update(type='memory')

@@ -1,8 +1,5 @@
 """@cached_region on functions and methods, bound by scanning real modules."""
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,7 +16,6 @@ from .scanfixtures import services, unbound
 from .scanfixtures.apps import SERVICES, in_app, include, make_config, settings
 
 pytestmark = pytest.mark.filterwarnings('error')
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _plain(a, b):
@@ -359,30 +355,6 @@ def redis_prefix(redis_url):
     for name in client.scan_iter(match=prefix + '*'):
         client.delete(name)
     client.close()
-
-
-def test_concurrent_misses_in_several_processes_compute_once(
-        redis_url, redis_prefix, tmp_dir):
-    tally, go = os.path.join(tmp_dir, 'tally'), os.path.join(tmp_dir, 'go')
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    workers = [subprocess.Popen(
-        [sys.executable, '-m', 'tests.scanfixtures.worker', redis_url,
-         redis_prefix, tally, go], cwd=ROOT, env=env, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
-    try:
-        for worker in workers:
-            assert worker.stdout.readline().strip() == 'ready'
-        open(go, 'w').close()
-        results = [worker.communicate(timeout=30)[0].strip() for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(timeout=10)
-    with open(tally) as lines:
-        runs = lines.read().split()
-    assert len(runs) == 1
-    assert results == ['computed by %s' % runs[0]] * 4
 
 
 def test_a_redis_region_is_shared_by_apps_with_the_same_configuration(

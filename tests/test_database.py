@@ -20,6 +20,7 @@ from pyramid_beaker.stores.database import (
     AdvisoryLock,
     DatabaseNamespaceManager,
     DatabaseSessionStore,
+    NamedLock,
     dispose_shared_engines,
     entry_id,
 )
@@ -60,9 +61,15 @@ def apps():
         yield make
 
 
+@pytest.fixture(params=['postgresql', 'mariadb'])
+def database_url(request):
+    """Each test runs on PostgreSQL and on MariaDB."""
+    return request.getfixturevalue(request.param.replace('postgresql', 'postgres') + '_url')
+
+
 @pytest.fixture
-def engine(postgres_url):
-    engine = sa.create_engine(postgres_url)
+def engine(database_url):
+    engine = sa.create_engine(database_url)
     yield engine
     engine.dispose()
 
@@ -77,8 +84,8 @@ def table_name(engine):
 
 
 @pytest.fixture
-def store(postgres_url, table_name):
-    store = DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+def store(database_url, table_name):
+    store = DatabaseSessionStore({'url': database_url, 'table_name': table_name}, CODEC)
     yield store
     store.close()
 
@@ -89,8 +96,13 @@ def rows(engine, table_name):
             sa.text('SELECT * FROM %s' % table_name))}
 
 
-def postgres_port(postgres_url):
-    return sa.engine.make_url(postgres_url).port or 5432
+#: The column types of signed data and of times, per database.
+COLUMN_TYPES = {'postgresql': ('BYTEA', 'DOUBLE PRECISION'), 'mysql': ('LONGBLOB', 'DOUBLE')}
+
+
+def server_port(database_url):
+    url = sa.engine.make_url(database_url)
+    return url.port or (5432 if url.get_backend_name() == 'postgresql' else 3306)
 
 
 # -- the session store ---------------------------------------------------------
@@ -111,8 +123,9 @@ def test_round_trip_merge_and_delete(store, engine, table_name):
     sid = new_id()
     assert store.load(sid) is None  # creates the table on first use
     columns = {c['name']: str(c['type']) for c in sa.inspect(engine).get_columns(table_name)}
-    assert columns == {'id': 'VARCHAR(64)', 'data': 'BYTEA', 'created': 'DOUBLE PRECISION',
-                       'accessed': 'DOUBLE PRECISION', 'expires': 'DOUBLE PRECISION'}
+    binary, double = COLUMN_TYPES[engine.dialect.name]
+    assert columns == {'id': 'VARCHAR(64)', 'data': binary, 'created': double,
+                       'accessed': double, 'expires': double}
 
     now = time.time()
     store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), now - 10, now, 600)
@@ -168,8 +181,8 @@ def test_purge_expired_keeps_live_sessions(store, engine, table_name):
     assert store.purge_expired(100, now) == 0
 
 
-def test_concurrent_saves_to_one_session_all_survive(store, postgres_url, table_name):
-    other = DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+def test_concurrent_saves_to_one_session_all_survive(store, database_url, table_name):
+    other = DatabaseSessionStore({'url': database_url, 'table_name': table_name}, CODEC)
     writers = 16
     try:
         for attempt in range(4):
@@ -192,8 +205,8 @@ def test_concurrent_saves_to_one_session_all_survive(store, postgres_url, table_
         other.close()
 
 
-def test_stores_racing_to_create_the_table_all_succeed(postgres_url, table_name):
-    stores = [DatabaseSessionStore({'url': postgres_url, 'table_name': table_name}, CODEC)
+def test_stores_racing_to_create_the_table_all_succeed(database_url, table_name):
+    stores = [DatabaseSessionStore({'url': database_url, 'table_name': table_name}, CODEC)
               for _ in range(6)]
     try:
         now = time.time()
@@ -224,13 +237,13 @@ def test_planted_pickles_are_never_loaded(store, engine, table_name, tmp_dir):
     assert not os.path.exists(marker)
 
 
-def test_schema_and_engine_options(postgres_url, engine, table_name):
+def test_schema_and_engine_options(database_url, engine, table_name):
     schema = 'pbtest_schema_%s' % uuid.uuid4().hex[:8]
     with engine.begin() as conn:
         conn.execute(sa.text('CREATE SCHEMA %s' % schema))
     store = DatabaseSessionStore({
-        'url': postgres_url, 'table_name': table_name, 'schema_name': schema,
-        'sa.pool_size': '2', 'sa.pool_pre_ping': 'false'}, CODEC)
+        'url': database_url, 'table_name': table_name, 'schema_name': schema,
+        'sa.pool_size': 2, 'sa.pool_pre_ping': False}, CODEC)
     try:
         assert store.engine.pool.size() == 2
         assert store.engine.pool._pre_ping is False
@@ -241,11 +254,12 @@ def test_schema_and_engine_options(postgres_url, engine, table_name):
     finally:
         store.close()
         with engine.begin() as conn:
-            conn.execute(sa.text('DROP SCHEMA %s CASCADE' % schema))
+            cascade = ' CASCADE' if engine.dialect.name == 'postgresql' else ''
+            conn.execute(sa.text('DROP SCHEMA %s%s' % (schema, cascade)))
 
 
-def test_defaults_and_a_given_engine(postgres_url, engine, table_name):
-    default = DatabaseSessionStore({'url': postgres_url}, CODEC)
+def test_defaults_and_a_given_engine(database_url, engine, table_name):
+    default = DatabaseSessionStore({'url': database_url}, CODEC)
     assert default.table.name == 'beaker_sessions'
     assert default.engine.pool._pre_ping is True
     default.close()
@@ -257,9 +271,9 @@ def test_defaults_and_a_given_engine(postgres_url, engine, table_name):
     assert rows(engine, table_name)['b' * 32].accessed == now
 
 
-def test_settings_reach_the_store(postgres_url, table_name):
+def test_settings_reach_the_store(database_url, table_name):
     factory = session_factory_from_settings({
-        'session.type': 'ext:database', 'session.url': postgres_url,
+        'session.type': 'ext:database', 'session.url': database_url,
         'session.secret': SECRET, 'session.table_name': table_name,
         'session.sa.pool_size': '3'})
     assert isinstance(factory.store, DatabaseSessionStore)
@@ -279,10 +293,13 @@ def test_missing_url_and_bad_bind_are_configuration_errors():
             'session.bind': 'postgresql://nope'})
 
 
-def test_database_gone_raises_and_recovers(postgres_url, table_name):
-    url = sa.engine.make_url(postgres_url)
-    with TCPProxy(postgres_port(postgres_url)) as proxy:
-        proxied = url.set(port=proxy.port, password='hunter2',
+def test_database_gone_raises_and_recovers(database_url, table_name):
+    url = sa.engine.make_url(database_url)
+    with TCPProxy(server_port(database_url)) as proxy:
+        # PostgreSQL's trust authentication ignores a password; MariaDB's
+        # root has none, and refuses one.
+        password = 'hunter2' if url.get_backend_name() == 'postgresql' else None
+        proxied = url.set(port=proxy.port, password=password,
                           query={'connect_timeout': '3'})
         store = DatabaseSessionStore({
             'url': proxied.render_as_string(hide_password=False),
@@ -302,7 +319,8 @@ def test_database_gone_raises_and_recovers(postgres_url, table_name):
             assert time.monotonic() - started < 5
             message = str(info.value)
             assert 'database session store' in message
-            assert ':********@127.0.0.1:%d' % proxy.port in message
+            shown = ':********@' if password else '@'
+            assert '%s127.0.0.1:%d' % (shown, proxy.port) in message
             assert 'hunter2' not in message
         proxy.start()  # same port: the same store works again
         assert store.load(sid).data == {'a': 1}
@@ -318,8 +336,8 @@ def make_cache(url, table_name, namespace='ns', **options):
                         **options)
 
 
-def test_beaker_cache_round_trip(postgres_url, engine, table_name):
-    cache = make_cache(postgres_url, table_name, expire=300)
+def test_beaker_cache_round_trip(database_url, engine, table_name):
+    cache = make_cache(database_url, table_name, expire=300)
     manager = cache.namespace
     assert isinstance(manager, DatabaseNamespaceManager)
     cache.put('k', {'v': [1, 2]})
@@ -339,9 +357,9 @@ def test_beaker_cache_round_trip(postgres_url, engine, table_name):
         cache.get('k')
 
 
-def test_cache_expiry_clear_and_namespaces(postgres_url, engine, table_name):
-    short = make_cache(postgres_url, table_name, namespace='a:b', expire=1)
-    other = make_cache(postgres_url, table_name, namespace='a')
+def test_cache_expiry_clear_and_namespaces(database_url, engine, table_name):
+    short = make_cache(database_url, table_name, namespace='a:b', expire=1)
+    other = make_cache(database_url, table_name, namespace='a')
     short.put('c', 'short')
     short.put('long key ' * 100, 'long')
     other.put('b:c', 'other')
@@ -354,9 +372,9 @@ def test_cache_expiry_clear_and_namespaces(postgres_url, engine, table_name):
     assert other.get('b:c') == 'other'
 
 
-def test_planted_pickle_in_the_cache_is_a_miss(postgres_url, engine, table_name, tmp_dir):
+def test_planted_pickle_in_the_cache_is_a_miss(database_url, engine, table_name, tmp_dir):
     payload, marker = armed_pickle(tmp_dir)
-    cache = make_cache(postgres_url, table_name, expire=60)
+    cache = make_cache(database_url, table_name, expire=60)
     cache.put('k', 'good')
     with engine.begin() as conn:
         conn.execute(sa.text('UPDATE %s SET data = :d' % table_name), {'d': payload})
@@ -366,39 +384,46 @@ def test_planted_pickle_in_the_cache_is_a_miss(postgres_url, engine, table_name,
     assert not os.path.exists(marker)
 
 
-def test_get_with_createfunc_computes_once_across_threads(postgres_url, table_name):
-    cache = make_cache(postgres_url, table_name, expire=60)
+def test_get_with_createfunc_computes_once_across_threads(database_url, table_name):
+    cache = make_cache(database_url, table_name, expire=60)
     results, calls, errors = compute_together([cache] * 8, 'slow', 0.3)
     assert errors == []
     assert results == ['value'] * 8
     assert calls == 1
 
 
-def test_advisory_lock_is_held_by_the_server(postgres_url, engine):
-    number = 0x7EADBEEF00000000 + os.getpid()
-    mine = AdvisoryLock(engine, number, 1.0)
-    other_engine = sa.create_engine(postgres_url)  # as another process would
-    theirs = AdvisoryLock(other_engine, number, 1.0)
-    try:
-        assert mine.acquire(wait=False)
-        assert not theirs.acquire(wait=False)
-        started = time.monotonic()
-        assert not theirs.acquire(wait=True)  # gives up after lock_timeout
-        assert 0.9 < time.monotonic() - started < 3
-        mine.release()
-        assert theirs.acquire(wait=True)
+#: SQL that takes (without waiting) and frees a creation lock, per database.
+SERVER_LOCK_SQL = {
+    'postgresql': ('SELECT pg_try_advisory_lock(:i)', 'SELECT pg_advisory_unlock(:i)'),
+    'mysql': ('SELECT GET_LOCK(:i, 0)', 'SELECT RELEASE_LOCK(:i)'),
+}
+
+
+def test_creation_locks_are_held_by_the_server(database_url, engine, table_name):
+    manager = make_cache(database_url, table_name).namespace
+    mine = manager.get_creation_lock('k')
+    assert isinstance(mine, (AdvisoryLock, NamedLock))
+    mine.timeout = 1.0
+    take, free = (sa.text(sql) for sql in SERVER_LOCK_SQL[engine.dialect.name])
+    with engine.connect() as theirs:  # as another process would
+        assert theirs.execute(take, {'i': mine.ident}).scalar()
         assert not mine.acquire(wait=False)
-        theirs.release()
-        theirs.release()  # releasing twice is harmless
-        assert mine.acquire(wait=False)
+        started = time.monotonic()
+        assert not mine.acquire(wait=True)  # gives up after its timeout
+        assert 0.9 < time.monotonic() - started < 3
+        theirs.execute(free, {'i': mine.ident})
+        assert mine.acquire(wait=True)
+        assert not theirs.execute(take, {'i': mine.ident}).scalar()
         mine.release()
-    finally:
-        other_engine.dispose()
+        mine.release()  # releasing twice is harmless
+        assert theirs.execute(take, {'i': mine.ident}).scalar()
+        theirs.execute(free, {'i': mine.ident})
+        theirs.commit()
 
 
-def test_cache_errors_reach_the_caller_and_recover(postgres_url, table_name):
-    url = sa.engine.make_url(postgres_url)
-    with TCPProxy(postgres_port(postgres_url)) as proxy:
+def test_cache_errors_reach_the_caller_and_recover(database_url, table_name):
+    url = sa.engine.make_url(database_url)
+    with TCPProxy(server_port(database_url)) as proxy:
         proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
         cache = make_cache(proxied, table_name, expire=60)
         cache.put('k', 1)
@@ -413,14 +438,14 @@ def test_cache_errors_reach_the_caller_and_recover(postgres_url, table_name):
 
 # -- sessions through real apps ------------------------------------------------
 
-def test_sessions_through_an_app(postgres_url, engine, table_name, tmp_dir, apps):
-    app = apps(type='ext:database', url=postgres_url, table_name=table_name)
+def test_sessions_through_an_app(database_url, engine, table_name, tmp_dir, apps):
+    app = apps(type='ext:database', url=database_url, table_name=table_name)
     assert app.get('/set', {'a': '1', 'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
     app.get('/mutate', {'op': 'del', 'key': 'a'})
     sid = cookie_id(app.cookies[COOKIE])
     assert CODEC.loads(bytes(rows(engine, table_name)[sid].data))['d'] == {'b': '2'}
 
-    other = apps(type='ext:database', url=postgres_url, table_name=table_name)
+    other = apps(type='ext:database', url=database_url, table_name=table_name)
     other.set_cookie(COOKIE, app.cookies[COOKIE])
     assert other.get('/get').json['data'] == {'b': '2'}
     app.get('/invalidate')
@@ -434,8 +459,8 @@ def test_sessions_through_an_app(postgres_url, engine, table_name, tmp_dir, apps
     assert not os.path.exists(marker)
 
 
-def test_app_processes_share_sessions_and_keep_concurrent_writes(postgres_url, table_name):
-    settings = session_settings('ext:database', url=postgres_url, table_name=table_name)
+def test_app_processes_share_sessions_and_keep_concurrent_writes(database_url, table_name):
+    settings = session_settings('ext:database', url=database_url, table_name=table_name)
     writers = 16
     with AppProcess(settings) as one, AppProcess(settings) as two:
         _, first, last = share_a_session(one, two)
@@ -448,9 +473,9 @@ def test_app_processes_share_sessions_and_keep_concurrent_writes(postgres_url, t
             assert http_get(two.url + '/get', cookie)[0] == written(writers, start=attempt)
 
 
-def test_app_with_the_database_unreachable(postgres_url, table_name, apps):
-    url = sa.engine.make_url(postgres_url)
-    with TCPProxy(postgres_port(postgres_url)) as proxy:
+def test_app_with_the_database_unreachable(database_url, table_name, apps):
+    url = sa.engine.make_url(database_url)
+    with TCPProxy(server_port(database_url)) as proxy:
         proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
         app = apps(type='ext:database', url=proxied, table_name=table_name)
         app.get('/set', {'a': '1'})

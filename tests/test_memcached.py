@@ -252,8 +252,9 @@ def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
 
 @pytest.mark.parametrize('url, message', [
     ('', '"session.url" is required for "session.type" = ext:memcached'),
-    ('127.0.0.1:1;127.0.0.1:2', '"session.url" must name one memcached server'),
-    ('127.0.0.1:abc', '"session.url" must be host:port'),
+    ('memcached://127.0.0.1:11211', '"session.url" must be host:port \\(no scheme'),
+    ('127.0.0.1:abc', '"session.url" must be host:port with a port number'),
+    ('127.0.0.1:11211;127.0.0.1:x', '"session.url" must be host:port with a port number'),
 ])
 def test_bad_urls_are_configuration_errors(url, message):
     from pyramid_beaker.session import session_factory_from_settings

@@ -2,9 +2,12 @@
 
 Each app process is a real waitress server (``tests/servers.py``).
 """
+import json
 import logging
 import os
 import pickle
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -25,26 +28,34 @@ from .scanfixtures import services
 from .scanfixtures.apps import in_app, make_config
 from .servers import AppProcess
 from .session_app import make_app
+from .session_stores import _drop_table
 from .tcp_proxy import TCPProxy
 
-STORES = ['ext:redis', 'ext:memcached', 'ext:database', 'file']
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STORES = ['ext:redis', 'ext:memcached', 'postgresql', 'mariadb', 'file']
 
 
-@pytest.fixture(params=STORES)
-def shared_settings(request, tmp_dir):
-    """Settings of a region ``shared`` (and sessions) on one store, per test."""
-    store = request.param
+def region_options(store, request, tmp_dir):
+    """Options of a region on ``store`` with keys or a table of its own."""
     unique = uuid.uuid4().hex[:12]
     region = {'type': store, 'expire': '300', 'secret': 'cache-secret-' + unique}
     if store == 'ext:redis':
         region.update(url=request.getfixturevalue('redis_url'), key_prefix=unique + ':')
     elif store == 'ext:memcached':
         region.update(url=request.getfixturevalue('memcached_url'), key_prefix=unique + ':')
-    elif store == 'ext:database':
-        region.update(url=request.getfixturevalue('postgres_url'),
-                      table_name='cache_' + unique)
+    elif store in ('postgresql', 'mariadb'):
+        url = request.getfixturevalue(store.replace('postgresql', 'postgres') + '_url')
+        region.update(type='ext:database', url=url, table_name='cache_' + unique)
+        request.addfinalizer(lambda: _drop_table(url, 'cache_' + unique))
     else:
         region.update(data_dir=os.path.join(tmp_dir, 'cache'))
+    return region
+
+
+@pytest.fixture(params=STORES)
+def shared_settings(request, tmp_dir):
+    """Settings of a region ``shared`` (and sessions) on one store, per test."""
+    region = region_options(request.param, request, tmp_dir)
     settings = {'test.cached': 'true', 'cache.regions': 'shared'}
     settings.update(('cache.shared.' + name, value) for name, value in region.items())
     return settings
@@ -59,6 +70,31 @@ def test_a_value_cached_by_one_process_is_a_hit_in_the_other(shared_settings):
     assert first == {'x': x, 'pid': one.process.pid}
     assert second == first  # computed by the first process, read by the second
     assert own['pid'] == two.process.pid
+
+
+@pytest.mark.parametrize('store', STORES)
+def test_concurrent_misses_in_several_processes_compute_once(store, request, tmp_dir):
+    tally, go = os.path.join(tmp_dir, 'tally'), os.path.join(tmp_dir, 'go')
+    region = json.dumps(region_options(store, request, tmp_dir))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    workers = [subprocess.Popen(
+        [sys.executable, '-m', 'tests.scanfixtures.worker', region, tally, go],
+        cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == 'ready', worker.stderr.read()
+        open(go, 'w').close()
+        results = [worker.communicate(timeout=30)[0].strip() for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait(timeout=10)
+    with open(tally) as lines:
+        runs = lines.read().split()
+    assert len(runs) == 1
+    assert results == ['computed by %s' % runs[0]] * 4
 
 
 def test_file_sessions_are_shared_and_keep_concurrent_writes(tmp_dir):

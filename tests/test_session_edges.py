@@ -223,7 +223,8 @@ def test_stores_never_recreate_a_loaded_record_that_is_gone(
     assert store.load(live).data == {'user': 'alice', 'more': 1}
 
 
-@pytest.mark.parametrize('server_kind', ['memory', 'file', 'dbm', 'ext:database'])
+@pytest.mark.parametrize('server_kind', ['memory', 'file', 'dbm', 'ext:database',
+                                         'ext:database-mariadb'])
 def test_stores_never_recreate_an_expired_record(server_kind, tmp_dir, request, factories):
     store = factories(**store_options(server_kind, tmp_dir, request)).store
     session_id, past = '3' * 32, time.time() - 100

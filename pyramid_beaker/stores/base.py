@@ -7,6 +7,7 @@ interface for cache regions; ours sign what they store (see ``codec``).
 """
 import collections
 import logging
+import os
 import secrets
 import time
 
@@ -128,6 +129,23 @@ class Backend:
         if self._connect is None:
             raise TypeError('%s stores have no connection' % self.name)
         return self._connect(options)
+
+
+def make_directories(options, label):
+    """Create ``data_dir`` and ``lock_dir`` at startup; a path that cannot be
+    a writable directory raises ConfigurationError naming its setting."""
+    for name in ('data_dir', 'lock_dir'):
+        path = options.get(name)
+        if not path:
+            continue
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError('"%s" = %r cannot be created: %s'
+                                     % (label(name), path, exc.strerror or exc)) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigurationError('"%s" = %r is not a writable directory'
+                                     % (label(name), path))
 
 
 class SessionBackendError(RuntimeError):

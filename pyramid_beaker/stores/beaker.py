@@ -8,8 +8,12 @@ container *before* anything can be verified: only use this where nobody
 else can write to the store.  Saves run under the class's write lock, which
 spans processes only where Beaker's lock does.
 """
+import sys
+
 from beaker.cache import clsmap
 from beaker.container import NamespaceManager
+from beaker.exceptions import InvalidCacheBackendError
+from pyramid.exceptions import ConfigurationError
 
 from .base import Backend, SessionStore, merge, pack_record
 
@@ -79,6 +83,23 @@ class BeakerNamespaceSessionStore(SessionStore):
             namespace.release_write_lock()
 
 
+def _check_driver(cls, options):
+    """Raise when the driver of Beaker's class ``cls`` is missing.
+
+    Beaker's classes check in three ways: ``_init_dependencies()`` (the
+    database ones), a module global left None (Redis, MongoDB), and a client
+    library loaded in ``__init__`` (memcached).
+    """
+    cls._init_dependencies()
+    module = sys.modules.get(cls.__module__)
+    for driver in ('redis', 'pymongo'):
+        if getattr(module, driver, False) is None:
+            raise ImportError('%s needs %s, which is not installed' % (cls.__name__, driver))
+    load_client = getattr(module, '_load_client', None)
+    if load_client is not None:
+        load_client(options.get('memcache_module', 'auto'))
+
+
 def as_given(value, label):
     """Options for Beaker's classes go to them unchanged."""
     return value
@@ -122,6 +143,16 @@ class BeakerBackend(Backend):
 
     def beaker_type(self, type_name):
         return type_name[len(PREFIX):]
+
+    def check(self, options, type_name, label):
+        """Also ask Beaker's class whether its driver is installed."""
+        super().check(options, type_name, label)
+        cls = clsmap[self.beaker_type(type_name)]
+        try:
+            _check_driver(cls, options)
+        except (InvalidCacheBackendError, ImportError, RuntimeError) as exc:
+            raise ConfigurationError('"%s" = %s cannot be used: %s'
+                                     % (label('type'), type_name, exc)) from None
 
     def _ours(self, type_name):
         """Our backend of the same type name, or None."""

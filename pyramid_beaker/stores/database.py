@@ -6,13 +6,19 @@ session: the signed record in ``data`` plus unsigned bookkeeping columns
 is one transaction that locks the row (``SELECT ... FOR UPDATE``), merges and
 writes it back, or inserts it inside a savepoint and retries when another
 writer inserted it first.  Cache entries live in a second table (default
-``beaker_cache``); creation locks are PostgreSQL advisory locks.  Tables are
-created on first use when missing.  Tested with PostgreSQL (psycopg 3).  The
-SQL is portable, but atomic merges need ``FOR UPDATE`` row locks, which
-SQLite lacks; creation locks across processes need PostgreSQL.
+``beaker_cache``).  Tables are created on first use when missing.
+
+Tested with PostgreSQL (psycopg 3) and MariaDB/MySQL (PyMySQL).  Creation
+locks across processes are PostgreSQL advisory locks or MySQL's
+``GET_LOCK``; elsewhere they hold within one process only.  On MySQL, engines
+made from a ``url`` use ``READ COMMITTED`` unless ``sa.isolation_level`` says
+otherwise, so that locking reads of missing rows take no gap locks (which
+make concurrent first saves deadlock).  The SQL is portable, but atomic
+merges need ``FOR UPDATE`` row locks, which SQLite lacks.
 """
 import contextlib
 import hashlib
+import random
 import threading
 import time
 import warnings
@@ -22,7 +28,7 @@ from beaker.exceptions import InvalidCacheBackendError
 from beaker.synchronization import NameLock
 from pyramid.exceptions import ConfigurationError
 
-from ..coerce import as_bool, as_str, as_timeout, mask_url
+from ..coerce import as_bool, as_int, as_str, as_timeout, mask_url
 from .base import (
     Backend,
     BaseNamespaceManager,
@@ -35,6 +41,9 @@ from .base import (
 try:
     import sqlalchemy as sa
     from sqlalchemy import exc as sa_exc
+    from sqlalchemy import util as sa_util
+    from sqlalchemy.dialects.mysql import LONGBLOB
+    from sqlalchemy.engine.default import DefaultDialect
 except ImportError as exc:  # Beaker skips such entry points quietly
     raise InvalidCacheBackendError(
         'the ext:database backend needs SQLAlchemy: '
@@ -45,6 +54,10 @@ CACHE_TABLE = 'beaker_cache'
 DEFAULT_LOCK_TIMEOUT = 30.0
 #: SQLSTATE of "lock_not_available", raised when lock_timeout runs out.
 _LOCK_NOT_AVAILABLE = '55P03'
+#: SQLSTATEs of a transaction to run again: serialization failure, deadlock.
+_RESTART_STATES = frozenset(('40001', '40P01'))
+#: MySQL's error number for "Deadlock found when trying to get lock".
+_MYSQL_DEADLOCK = 1213
 
 
 def as_engine(value, label):
@@ -55,13 +68,67 @@ def as_engine(value, label):
         '"%s" must be a SQLAlchemy Engine, not %r' % (label, value))
 
 
+#: The driver each database's extra installs, and the extra.
+_EXTRAS = {'postgresql': ('psycopg', 'database'), 'mysql': ('pymysql', 'mysql'),
+           'mariadb': ('pymysql', 'mysql')}
+#: ``sa.*`` options that are booleans (the whole numbers are SQLAlchemy's own
+#: ``engine_config_types``).
+_BOOLEAN_ENGINE_OPTIONS = frozenset(('pool_pre_ping', 'future', 'pool_use_lifo'))
+
+
+def as_database_url(value, label):
+    """Coerce a SQLAlchemy URL whose dialect and driver are installed."""
+    url = as_str(value, label)
+    if url is None:
+        return None
+    try:
+        dialect = sa.engine.make_url(url).get_dialect()
+    except sa_exc.NoSuchModuleError:
+        raise ConfigurationError('"%s" = %r: SQLAlchemy knows no such database'
+                                 % (label, mask_url(url))) from None
+    except sa_exc.ArgumentError as exc:
+        raise ConfigurationError('"%s" = %r is not a SQLAlchemy URL: %s'
+                                 % (label, mask_url(url), exc)) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        hint = 'install it'
+        if dialect.name in _EXTRAS:
+            driver, extra = _EXTRAS[dialect.name]
+            hint = 'pip install "pyramid_beaker[%s]"' % extra
+            if dialect.driver != driver:
+                hint = 'use %s+%s:// and %s' % (dialect.name, driver, hint)
+        raise ConfigurationError('"%s" = %r: the %s driver is not installed (%s): %s'
+                                 % (label, mask_url(url), dialect.driver, exc.name,
+                                    hint)) from None
+    return url
+
+
 def as_engine_option(value, label):
-    """``sa.*`` options go to :func:`sqlalchemy.engine_from_config` as given."""
+    """Coerce an ``sa.*`` option: SQLAlchemy's numbers and booleans are checked."""
+    name = label.rpartition('sa.')[2]
+    if name in _BOOLEAN_ENGINE_OPTIONS:
+        return as_bool(value, label)
+    if DefaultDialect.engine_config_types.get(name) is sa_util.asint:
+        return as_int(value, label, allow_none=True)
     return value
 
 
+def check(options, label):
+    """Make (but do not connect) the engine, so bad ``sa.*`` options fail at startup."""
+    if options.get('bind') is not None or not options.get('url'):
+        return
+    try:
+        connect(options).dispose()
+    except (TypeError, ValueError, sa_exc.ArgumentError) as exc:
+        given = sorted(name for name in options if name.startswith('sa.'))
+        raise ConfigurationError('"%s" with %s cannot make an engine: %s' % (
+            label('url'), ', '.join('"%s"' % label(name) for name in given) or 'no "sa.*" options',
+            exc)) from None
+
+
 OPTIONS = {
-    'url': as_str,
+    'url': as_database_url,
     'bind': as_engine,
     'table_name': as_str,
     'schema_name': as_str,
@@ -82,10 +149,10 @@ def connect(options):
     if not url:
         raise ValueError('ext:database needs a "url" or a "bind" engine')
     config = {'sa.pool_pre_ping': True}
+    if sa.engine.make_url(url).get_dialect().name in ('mysql', 'mariadb'):
+        config['sa.isolation_level'] = 'READ COMMITTED'
     config.update((name, value) for name, value in options.items()
                   if name.startswith('sa.'))
-    config['sa.pool_pre_ping'] = as_bool(
-        config['sa.pool_pre_ping'], 'sa.pool_pre_ping')
     config['sa.url'] = url
     return sa.engine_from_config(config, prefix='sa.')
 
@@ -138,16 +205,20 @@ def _table(name, schema, nullable=(), **columns):
         schema=schema)
 
 
+#: Signed records and entries: MySQL's BLOB holds only 64 KB, LONGBLOB 4 GB.
+_BYTES = sa.LargeBinary().with_variant(LONGBLOB(), 'mysql', 'mariadb')
+
+
 def session_table(name, schema):
     """The sessions table: id, signed data and the times used for expiry."""
-    return _table(name, schema, data=sa.LargeBinary, created=sa.Double,
+    return _table(name, schema, data=_BYTES, created=sa.Double,
                   accessed=sa.Double, expires=sa.Double)
 
 
 def cache_table(name, schema):
     """The cache table: a digest of (namespace, key), signed entry, expiry."""
     return _table(name, schema, nullable=('expires',), namespace=sa.Text,
-                  data=sa.LargeBinary, stored=sa.Double, expires=sa.Double)
+                  data=_BYTES, stored=sa.Double, expires=sa.Double)
 
 
 class DatabaseSessionStore(SessionStore):
@@ -155,6 +226,7 @@ class DatabaseSessionStore(SessionStore):
 
     name = 'ext:database'
     max_tries = 3
+    deadlock_tries = 10
 
     def __init__(self, options, codec):
         super().__init__(options, codec)
@@ -200,7 +272,21 @@ class DatabaseSessionStore(SessionStore):
         return self._update(session_id, {}, (), None, accessed, ttl, False)
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
-        """Merge onto the locked row, or insert it; one transaction."""
+        """Merge onto the locked row, or insert it, in one transaction.
+
+        A transaction the database rolled back to break a deadlock (MySQL
+        does, between writers racing to insert one session) runs again.
+        """
+        for attempt in range(self.deadlock_tries):
+            try:
+                return self._update_once(
+                    session_id, changed, deleted, created, accessed, ttl, create)
+            except SessionBackendError as exc:
+                if attempt + 1 == self.deadlock_tries or not _deadlock(exc.__cause__):
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2 ** attempt))
+
+    def _update_once(self, session_id, changed, deleted, created, accessed, ttl, create):
         table = self.table
         with self._connect(self.engine) as conn:
             for _ in range(self.max_tries):
@@ -255,6 +341,15 @@ class DatabaseSessionStore(SessionStore):
             self.engine.dispose()
 
 
+def _deadlock(exc):
+    """True when ``exc`` is a transaction rolled back to break a deadlock."""
+    orig = getattr(exc, 'orig', None)
+    if getattr(orig, 'sqlstate', None) in _RESTART_STATES:  # PostgreSQL
+        return True
+    args = getattr(orig, 'args', None)
+    return bool(args) and args[0] == _MYSQL_DEADLOCK
+
+
 def entry_id(namespace, key):
     """Return the row id of ``key`` in ``namespace``: a sha256 hex digest."""
     if isinstance(key, str):
@@ -297,23 +392,32 @@ def _local_lock(number):
         return found
 
 
-class AdvisoryLock:
-    """Cross-process lock: a PostgreSQL advisory lock on a connection of its own.
+class ServerLock:
+    """Base of cross-process locks that a connection of their own holds on the server.
 
     Threads of one process first queue on a local lock, so a process waits
-    in PostgreSQL with one connection per key at most; that connection is
+    on the server with one connection per key at most; that connection is
     not taken from the app's pool (see :func:`lock_engine`), so the holder
     can always read and write while others wait.  ``acquire(wait=True)``
     waits at most ``timeout`` seconds, then returns False.  If the process
     dies, the server drops the connection and the lock with it.
+    Subclasses implement :meth:`_take` and :meth:`_free` for ``ident``.
     """
 
-    def __init__(self, engine, number, timeout):
+    def __init__(self, engine, ident, timeout):
         self.engine = engine
-        self.number = number
+        self.ident = ident
         self.timeout = timeout
         self.conn = None
-        self.local = _local_lock(number)
+        self.local = _local_lock(ident)
+
+    def _take(self, conn, wait, timeout):
+        """Take the lock on ``conn`` (waiting up to ``timeout`` if ``wait``); a bool."""
+        raise NotImplementedError
+
+    def _free(self, conn):
+        """Release the lock held on ``conn``."""
+        raise NotImplementedError
 
     def acquire(self, wait=True):
         started = time.monotonic()
@@ -321,7 +425,7 @@ class AdvisoryLock:
             return False
         try:
             left = self.timeout - (time.monotonic() - started)
-            locked = left > 0 and self._acquire_advisory(wait, left)
+            locked = left > 0 and self._acquire_on_server(wait, left)
         except BaseException:
             self.local.mutex.release()
             raise
@@ -329,23 +433,12 @@ class AdvisoryLock:
             self.local.mutex.release()
         return locked
 
-    def _acquire_advisory(self, wait, timeout):
+    def _acquire_on_server(self, wait, timeout):
         conn = lock_engine(self.engine).connect()
         try:
-            if wait:
-                conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
-                             {'t': '%dms' % max(1, timeout * 1000)})
-                conn.execute(sa.text('SELECT pg_advisory_lock(:n)'), {'n': self.number})
-                locked = True
-            else:
-                locked = conn.execute(sa.text('SELECT pg_try_advisory_lock(:n)'),
-                                      {'n': self.number}).scalar()
-            conn.commit()
-        except sa_exc.OperationalError as exc:
-            conn.close()
-            if getattr(exc.orig, 'sqlstate', None) == _LOCK_NOT_AVAILABLE:
-                return False
-            raise
+            locked = self._take(conn, wait, timeout)
+            if locked:
+                conn.commit()
         except BaseException:
             conn.close()
             raise
@@ -360,13 +453,45 @@ class AdvisoryLock:
         if conn is None:
             return
         try:
-            conn.execute(sa.text('SELECT pg_advisory_unlock(:n)'), {'n': self.number})
+            self._free(conn)
             conn.commit()
         except sa_exc.DBAPIError:
             conn.invalidate()  # closing the connection frees the lock too
         finally:
             conn.close()
             self.local.mutex.release()
+
+
+class AdvisoryLock(ServerLock):
+    """A PostgreSQL advisory lock; ``ident`` is its 64-bit number."""
+
+    def _take(self, conn, wait, timeout):
+        if not wait:
+            return conn.execute(sa.text('SELECT pg_try_advisory_lock(:n)'),
+                                {'n': self.ident}).scalar()
+        try:
+            conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
+                         {'t': '%dms' % max(1, timeout * 1000)})
+            conn.execute(sa.text('SELECT pg_advisory_lock(:n)'), {'n': self.ident})
+        except sa_exc.OperationalError as exc:
+            if getattr(exc.orig, 'sqlstate', None) == _LOCK_NOT_AVAILABLE:
+                return False
+            raise
+        return True
+
+    def _free(self, conn):
+        conn.execute(sa.text('SELECT pg_advisory_unlock(:n)'), {'n': self.ident})
+
+
+class NamedLock(ServerLock):
+    """A MySQL/MariaDB ``GET_LOCK`` lock; ``ident`` is its name (64 characters at most)."""
+
+    def _take(self, conn, wait, timeout):
+        return conn.execute(sa.text('SELECT GET_LOCK(:name, :wait)'), {
+            'name': self.ident, 'wait': timeout if wait else 0}).scalar() == 1
+
+    def _free(self, conn):
+        conn.execute(sa.text('SELECT RELEASE_LOCK(:name)'), {'name': self.ident})
 
 
 class DatabaseNamespaceManager(BaseNamespaceManager):
@@ -447,11 +572,15 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
 
     def get_creation_lock(self, key):
         row_id = entry_id(self.namespace, key)
-        if self.engine.dialect.name != 'postgresql':
-            return NameLock('pyramid_beaker/database/' + row_id, reentrant=True)
         digest = hashlib.sha256(('%s:%s' % (self.table.name, row_id)).encode()).digest()
-        number = int.from_bytes(digest[:8], 'big', signed=True)
-        return AdvisoryLock(self.engine, number, self.lock_timeout)
+        dialect = self.engine.dialect.name
+        if dialect == 'postgresql':
+            number = int.from_bytes(digest[:8], 'big', signed=True)
+            return AdvisoryLock(self.engine, number, self.lock_timeout)
+        if dialect in ('mysql', 'mariadb'):
+            return NamedLock(self.engine, 'pyramid_beaker:' + digest.hex()[:48],
+                             self.lock_timeout)
+        return NameLock('pyramid_beaker/database/' + row_id, reentrant=True)
 
 
 BACKEND = Backend(
@@ -463,4 +592,5 @@ BACKEND = Backend(
     location=('url', 'bind'),
     options=OPTIONS,
     connect=connect,
+    check=check,
 )

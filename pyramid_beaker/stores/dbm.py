@@ -33,6 +33,7 @@ from .base import (
     BaseNamespaceManager,
     SessionBackendError,
     SessionStore,
+    make_directories,
     merge,
     pack_record,
 )
@@ -321,4 +322,5 @@ BACKEND = Backend(
     beaker_name='pyramid_beaker.dbm',
     location=('data_dir',),
     options={'data_dir': as_path, 'lock_dir': as_path},
+    check=make_directories,
 )

@@ -18,6 +18,7 @@ from .base import (
     Backend,
     BaseNamespaceManager,
     SessionStore,
+    make_directories,
     merge,
     now,
     pack_record,
@@ -204,4 +205,5 @@ BACKEND = Backend(
     namespace_manager=FileNamespaceManager,
     beaker_name='pyramid_beaker.file',
     location=('data_dir',),
+    check=make_directories,
 )

@@ -5,6 +5,12 @@ stored with a ``gets``/``cas`` loop, so concurrent writers to one session
 each keep their keys.  Items expire through memcached's own TTL.  The client
 is built without a serializer: values go in and come out as bytes, and only
 the codec (which checks the signature first) turns them into objects.
+
+``url`` may list several servers (``host1:11211;host2:11211``, Beaker's
+separator): a :class:`ServerPool` then keeps each key on one server, chosen
+by rendezvous hashing among the servers that answer.  A server that fails
+is skipped for :attr:`ServerPool.retry_after` seconds and its keys move to
+the others, where they start empty: its sessions become new sessions.
 """
 import contextlib
 import hashlib
@@ -65,25 +71,37 @@ def expire_time(seconds):
     return seconds
 
 
-def server_spec(url, label='url'):
-    """Return pymemcache's server spec for ``host[:port]`` or a socket path."""
-    if not url:
+_SEPARATORS = re.compile(r'[;,\s]+')
+
+
+def server_specs(url, label='url'):
+    """Return pymemcache's server specs for ``url``: ``host[:port]`` or socket
+    paths, separated by ``;`` (commas and spaces are accepted too)."""
+    if not url or not url.strip():
         raise ConfigurationError(
             '"%s" is required for ext:memcached: host:port of the server'
             % label)
-    url = url.strip()
-    if url.startswith('/'):
-        return url
-    if any(sep in url for sep in ';, '):
+    return [_server_spec(part, url, label) for part in _SEPARATORS.split(url.strip())
+            if part]
+
+
+def _server_spec(part, url, label):
+    if part.startswith('/'):
+        return part
+    if '://' in part:
         raise ConfigurationError(
-            '"%s" must name one memcached server (host:port), not %r'
-            % (label, url))
-    host, _, port = url.rpartition(':') if ':' in url else (url, '', '11211')
+            '"%s" must be host:port (no scheme; several separated by ";"), '
+            'not %r' % (label, url))
+    host, _, port = part.rpartition(':') if ':' in part else (part, '', '11211')
     try:
-        return (host.strip('[]'), int(port))
+        number = int(port)
     except ValueError:
+        number = 0
+    if not host or not 0 < number < 65536:
         raise ConfigurationError(
-            '"%s" must be host:port, not %r' % (label, url)) from None
+            '"%s" must be host:port with a port number, not %r'
+            % (label, url)) from None
+    return (host.strip('[]'), number)
 
 
 #: How a pooled connection fails once the server it was opened to is gone.
@@ -128,10 +146,10 @@ class ReconnectingClient(PooledClient):
 
 
 def as_memcached_url(value, label):
-    """Coerce the server's ``host:port`` (or a socket path)."""
+    """Coerce one or more ``host:port`` (or socket paths), separated by ``;``."""
     url = as_str(value, label)
     if url is not None:
-        server_spec(url, label)
+        server_specs(url, label)
     return url
 
 
@@ -157,11 +175,98 @@ def connect(options):
     if options.get('client') is not None:
         return options['client']
     timeout = options.get('socket_timeout') or DEFAULT_TIMEOUT
+    specs = server_specs(options.get('url'))
+    if len(specs) == 1:
+        return _client(specs[0], timeout)
+    return ServerPool({spec: _client(spec, timeout) for spec in specs})
+
+
+def _client(spec, timeout):
     # No serde: pymemcache then passes bytes through unchanged and never
     # pickles or unpickles anything.
     return ReconnectingClient(
-        server_spec(options.get('url')), connect_timeout=timeout, timeout=timeout,
-        no_delay=True, default_noreply=False)
+        spec, connect_timeout=timeout, timeout=timeout, no_delay=True,
+        default_noreply=False)
+
+
+#: How a call fails when its server is down or went away mid-call.
+_SERVER_DOWN = (OSError, MemcacheUnexpectedCloseError)
+
+
+class ServerPool:
+    """Several memcached servers, each key kept on one of them.
+
+    The server of a key is the one with the highest ``blake2b(server, key)``
+    among the servers that answer (rendezvous hashing): when one fails, only
+    its keys move, each to the next server in its own order, and they move
+    back when it answers again.  A server whose call fails (refused, reset,
+    timed out) is skipped for :attr:`retry_after` seconds and the call is
+    made again on the key's next server; a key whose servers all fail
+    raises the last error.  Offers the client methods the stores use.
+    """
+
+    retry_after = 2.0
+
+    def __init__(self, clients):
+        self.clients = dict(clients)
+        self._names = {spec: _spec_name(spec).encode() for spec in self.clients}
+        self._down = {}  # spec -> time.monotonic() from which to try it again
+        self._lock = threading.Lock()
+
+    def servers_for(self, key):
+        """The servers of ``key``, first choice first (all, up or down)."""
+        if isinstance(key, str):
+            key = key.encode('utf-8')
+        return sorted(self.clients, reverse=True, key=lambda spec: hashlib.blake2b(
+            key, key=self._names[spec][:64], digest_size=8).digest())
+
+    def _call(self, method, key, *args, **kwargs):
+        now = time.monotonic()
+        error = None
+        for spec in self.servers_for(key):
+            if self._down.get(spec, 0) > now:
+                continue
+            try:
+                result = getattr(self.clients[spec], method)(key, *args, **kwargs)
+            except _SERVER_DOWN as exc:
+                with self._lock:
+                    self._down[spec] = time.monotonic() + self.retry_after
+                error = exc
+                continue
+            if spec in self._down:
+                with self._lock:
+                    self._down.pop(spec, None)
+            return result
+        if error is None:
+            error = MemcacheError('every memcached server failed in the last %g s'
+                                  % self.retry_after)
+        raise error
+
+    def get(self, key, *args, **kwargs):
+        return self._call('get', key, *args, **kwargs)
+
+    def gets(self, key, *args, **kwargs):
+        return self._call('gets', key, *args, **kwargs)
+
+    def set(self, key, *args, **kwargs):
+        return self._call('set', key, *args, **kwargs)
+
+    def add(self, key, *args, **kwargs):
+        return self._call('add', key, *args, **kwargs)
+
+    def cas(self, key, *args, **kwargs):
+        return self._call('cas', key, *args, **kwargs)
+
+    def delete(self, key, *args, **kwargs):
+        return self._call('delete', key, *args, **kwargs)
+
+    def close(self):
+        for client in self.clients.values():
+            client.close()
+
+
+def _spec_name(spec):
+    return spec if isinstance(spec, str) else '%s:%d' % spec
 
 
 class MemcachedSessionStore(SessionStore):

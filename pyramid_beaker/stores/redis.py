@@ -17,6 +17,7 @@ match another's.
 import contextlib
 import logging
 import math
+import urllib.parse
 
 from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
@@ -95,12 +96,22 @@ def as_seconds_float(value, label):
 
 
 def as_redis_url(value, label):
-    """Coerce a ``redis://``, ``rediss://`` or ``unix://`` URL."""
+    """Coerce a ``redis://``, ``rediss://`` or ``unix://`` URL, checked as redis-py reads it."""
     url = as_required_str(value, label)
     if not url.startswith(('redis://', 'rediss://', 'unix://')):
         raise ConfigurationError(
             '"%s" must be a redis://, rediss:// or unix:// URL, not %r'
             % (label, mask_url(url)))
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as exc:
+        raise ConfigurationError('"%s" = %r is not a valid Redis URL: %s'
+                                 % (label, mask_url(url), exc)) from None
+    database = urllib.parse.urlsplit(url).path.strip('/')
+    if url.startswith('redis') and database and not database.isdigit():
+        raise ConfigurationError(
+            '"%s" = %r: the path must be a database number, not %r'
+            % (label, mask_url(url), database))
     return url
 
 

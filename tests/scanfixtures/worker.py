@@ -1,9 +1,11 @@
-"""A worker process: an app with a Redis region calls one slow cached function.
+"""A worker process: an app with a shared region calls one slow cached function.
 
-``python -m tests.scanfixtures.worker URL PREFIX TALLY GO`` builds the app,
-prints ``ready``, waits until the file GO exists, calls
+``python -m tests.scanfixtures.worker REGION TALLY GO`` builds the app whose
+region ``short_term`` has the options in the JSON object REGION, prints
+``ready``, waits until the file GO exists, calls
 ``services.tallied(TALLY, 0.5)`` and prints its result.
 """
+import json
 import os
 import sys
 import time
@@ -12,11 +14,10 @@ from . import services
 from .apps import make_config
 
 
-def main(url, prefix, tally, go):
-    config = make_config(app_name='worker', cache__short_term__type='ext:redis',
-                         cache__short_term__url=url,
-                         cache__short_term__key_prefix=prefix,
-                         cache__short_term__secret='worker-secret-0123')
+def main(region, tally, go):
+    options = {'cache__short_term__' + name: value
+               for name, value in json.loads(region).items()}
+    config = make_config(app_name='worker', **options)
     config.begin()
     print('ready', flush=True)
     deadline = time.monotonic() + 20
