@@ -152,7 +152,7 @@ def test_backend_options_are_inherited_only_by_backends_that_take_them():
         data_serializer='pickle', url='redis://127.0.0.1:6379/15',
         socket_timeout=2.0, key_prefix='app:')
     assert found['db']['type'] == 'pyramid_beaker.database'
-    assert found['db']['sa.pool_size'] == '3'
+    assert found['db']['sa.pool_size'] == 3  # coerced at startup
     assert 'socket_timeout' not in found['db']
 
 
