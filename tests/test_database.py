@@ -15,7 +15,7 @@ from pyramid.exceptions import ConfigurationError
 
 from pyramid_beaker.session import session_factory_from_settings
 from pyramid_beaker.stores import find_backend
-from pyramid_beaker.stores.base import SessionBackendError
+from pyramid_beaker.stores.base import Record, SessionBackendError
 from pyramid_beaker.stores.database import (
     AdvisoryLock,
     DatabaseNamespaceManager,
@@ -261,7 +261,10 @@ def test_schema_and_engine_options(database_url, engine, table_name):
 def test_defaults_and_a_given_engine(database_url, engine, table_name):
     default = DatabaseSessionStore({'url': database_url}, CODEC)
     assert default.table.name == 'beaker_sessions'
-    assert default.engine.pool._pre_ping is True
+    # A ping is a round trip per request: PostgreSQL replaces broken
+    # connections without it (see the next tests).
+    postgresql = sa.engine.make_url(database_url).get_backend_name() == 'postgresql'
+    assert default.engine.pool._pre_ping is not postgresql
     default.close()
     given = DatabaseSessionStore({'bind': engine, 'table_name': table_name}, CODEC)
     now = time.time()
@@ -327,6 +330,28 @@ def test_database_gone_raises_and_recovers(database_url, table_name):
         store.save(sid, {'b': 2}, frozenset(), now, now, 600)
         assert store.load(sid).data == {'a': 1, 'b': 2}
         store.close()
+
+
+def test_connections_broken_since_pooled_are_replaced_silently(database_url, table_name):
+    # Pooled connections are not pinged before use: one that turns out
+    # broken (the database restarted) is replaced and the work done again.
+    url = sa.engine.make_url(database_url)
+    with TCPProxy(server_port(database_url)) as proxy:
+        proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+        store = DatabaseSessionStore({'url': proxied, 'table_name': table_name}, CODEC)
+        try:
+            sid, now = new_id(), time.time()
+            store.save(sid, {'a': 1}, frozenset(), now, now, 600)
+            for call in (lambda: store.load(sid),
+                         lambda: store.save(sid, {'b': 2}, frozenset(), now, now, 600),
+                         lambda: store.touch(sid, now + 1, 600),
+                         lambda: store.purge_expired(600)):
+                proxy.stop()  # closes every pooled connection's socket
+                proxy.start()
+                call()
+            assert store.load(sid) == Record({'a': 1, 'b': 2}, now, now + 1)
+        finally:
+            store.close()
 
 
 # -- cache regions ---------------------------------------------------------------

@@ -16,7 +16,6 @@ otherwise, so that locking reads of missing rows take no gap locks (which
 make concurrent first saves deadlock).  The SQL is portable, but atomic
 merges need ``FOR UPDATE`` row locks, which SQLite lacks.
 """
-import contextlib
 import hashlib
 import random
 import threading
@@ -140,21 +139,44 @@ OPTIONS = {
 def connect(options):
     """Return ``options['bind']``, or a new engine for ``url`` and the ``sa.*`` options.
 
-    ``pool_pre_ping`` defaults to true, so connections broken by a database
-    restart are replaced instead of failing the next request.
+    On PostgreSQL, pooled connections are not pinged before each use
+    (``sa.pool_pre_ping`` defaults to false there: a ping is a round trip
+    per request); a connection found broken is replaced and the work done
+    again (see :func:`run`).  Elsewhere it defaults to true: MySQL drivers
+    talk to the server while a connection is checked out (to switch
+    autocommit), where a broken connection fails outside :func:`run`'s reach.
     """
     if options.get('bind') is not None:
         return options['bind']
     url = options.get('url')
     if not url:
         raise ValueError('ext:database needs a "url" or a "bind" engine')
-    config = {'sa.pool_pre_ping': True}
-    if sa.engine.make_url(url).get_dialect().name in ('mysql', 'mariadb'):
+    dialect = sa.engine.make_url(url).get_dialect().name
+    config = {'sa.pool_pre_ping': dialect != 'postgresql'}
+    if dialect in ('mysql', 'mariadb'):
         config['sa.isolation_level'] = 'READ COMMITTED'
     config.update((name, value) for name, value in options.items()
                   if name.startswith('sa.'))
     config['sa.url'] = url
     return sa.engine_from_config(config, prefix='sa.')
+
+
+def run(engine, work):
+    """Return ``work(conn)`` run in a transaction (none if ``engine`` autocommits).
+
+    When the connection turns out broken (the database restarted since it
+    was pooled), SQLAlchemy discards the pool's connections and ``work``
+    runs once more, on a new one.  ``work`` must be safe to repeat: ours
+    are reads and merges.
+    """
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except sa_exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.begin() as conn:
+        return work(conn)
 
 
 _engines = {}
@@ -238,31 +260,35 @@ class DatabaseSessionStore(SessionStore):
             warnings.warn(
                 'ext:database sessions on SQLite: it has no row locks, so '
                 'concurrent requests to one session can lose changes', stacklevel=2)
-        self.table = session_table(
+        self.table = table = session_table(
             options.get('table_name') or SESSION_TABLE, options.get('schema_name'))
         self._table_exists = False
+        # Built once: constructing statements costs more than running them.
+        # An UPDATE sets the columns named in its parameters.
+        by_id = table.c.id == sa.bindparam('sid')
+        self._select = sa.select(table.c.data).where(
+            by_id, table.c.expires >= sa.bindparam('now'))
+        self._select_locked = sa.select(
+            table.c.data, table.c.expires).where(by_id).with_for_update()
+        self._update_row = table.update().where(by_id)
+        self._insert_row = table.insert()
+        self._delete_row = table.delete().where(by_id)
 
-    @contextlib.contextmanager
-    def _connect(self, engine):
-        """Yield a connection (a transaction unless ``engine`` autocommits)."""
+    def _run(self, engine, work):
+        """Return ``work(conn)`` (see :func:`run`); failures raise SessionBackendError."""
         try:
             if not self._table_exists:
                 create_table(self.engine, self.table)
                 self._table_exists = True
-            with engine.begin() as conn:
-                yield conn
+            return run(engine, work)
         except sa_exc.DBAPIError as exc:
             raise SessionBackendError(
                 'database session store at %s failed: %s'
                 % (mask_url(self.url), exc.orig or exc)) from exc
 
     def load(self, session_id):
-        table = self.table
-        with self._connect(self.reader) as conn:
-            row = conn.execute(
-                sa.select(table.c.data).where(
-                    table.c.id == session_id, table.c.expires >= time.time())
-            ).first()
+        row = self._run(self.reader, lambda conn: conn.execute(
+            self._select, {'sid': session_id, 'now': time.time()}).first())
         return None if row is None else self._decode(session_id, row.data)
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
@@ -287,13 +313,9 @@ class DatabaseSessionStore(SessionStore):
                 time.sleep(random.uniform(0, 0.002 * 2 ** attempt))
 
     def _update_once(self, session_id, changed, deleted, created, accessed, ttl, create):
-        table = self.table
-        with self._connect(self.engine) as conn:
+        def merge_row(conn):
             for _ in range(self.max_tries):
-                row = conn.execute(
-                    sa.select(table.c.data, table.c.expires)
-                    .where(table.c.id == session_id).with_for_update()
-                ).first()
+                row = conn.execute(self._select_locked, {'sid': session_id}).first()
                 record = None
                 if row is not None and row.expires >= time.time():
                     record = self._decode(session_id, row.data)
@@ -308,30 +330,32 @@ class DatabaseSessionStore(SessionStore):
                     'expires': accessed + ttl,
                 }
                 if row is not None:
-                    conn.execute(table.update()
-                                 .where(table.c.id == session_id).values(values))
+                    conn.execute(self._update_row, dict(values, sid=session_id))
                     return True
                 try:
                     with conn.begin_nested():
-                        conn.execute(table.insert().values(id=session_id, **values))
+                        conn.execute(self._insert_row, dict(values, id=session_id))
                     return True
                 except sa_exc.IntegrityError:
                     continue  # inserted meanwhile: lock that row and merge
+            return None
+
+        saved = self._run(self.engine, merge_row)
+        if saved is not None:
+            return saved
         raise SessionBackendError(
             'database session store: could not save session %s...'
             % session_id[:8])
 
     def delete(self, session_id):
-        with self._connect(self.engine) as conn:
-            conn.execute(self.table.delete().where(self.table.c.id == session_id))
+        self._run(self.engine, lambda conn: conn.execute(self._delete_row, {'sid': session_id}))
 
     def purge_expired(self, max_idle, now=None, progress=None):
         """Delete rows idle past ``max_idle`` or expired, in one statement."""
         now = time.time() if now is None else now
         table = self.table
-        with self._connect(self.engine) as conn:
-            removed = conn.execute(table.delete().where(sa.or_(
-                table.c.accessed < now - max_idle, table.c.expires < now))).rowcount
+        removed = self._run(self.engine, lambda conn: conn.execute(table.delete().where(
+            sa.or_(table.c.accessed < now - max_idle, table.c.expires < now))).rowcount)
         if progress is not None:
             progress(removed, removed)
         return removed
@@ -513,21 +537,18 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         self.lock_timeout = self.options.get('lock_timeout') or DEFAULT_LOCK_TIMEOUT
         self._table_exists = False
 
-    @contextlib.contextmanager
-    def _connect(self, engine):
-        """Yield a connection in a transaction (none if ``engine`` autocommits)."""
+    def _run(self, engine, work):
+        """Return ``work(conn)`` (see :func:`run`), creating the table first."""
         if not self._table_exists:
             create_table(self.engine, self.table)
             self._table_exists = True
-        with engine.begin() as conn:
-            yield conn
+        return run(engine, work)
 
     def _get_raw(self, key):
         table = self.table
-        with self._connect(self.reader) as conn:
-            row = conn.execute(
-                sa.select(table.c.data, table.c.expires)
-                .where(table.c.id == entry_id(self.namespace, key))).first()
+        row = self._run(self.reader, lambda conn: conn.execute(
+            sa.select(table.c.data, table.c.expires)
+            .where(table.c.id == entry_id(self.namespace, key))).first())
         if row is None or (row.expires is not None and row.expires < time.time()):
             return None
         return row.data
@@ -535,10 +556,9 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
     def _get_many_raw(self, keys):
         table = self.table
         ids = [entry_id(self.namespace, key) for key in keys]
-        with self._connect(self.reader) as conn:
-            rows = conn.execute(
-                sa.select(table.c.id, table.c.data, table.c.expires)
-                .where(table.c.id.in_(ids))).all()
+        rows = self._run(self.reader, lambda conn: conn.execute(
+            sa.select(table.c.id, table.c.data, table.c.expires)
+            .where(table.c.id.in_(ids))).all())
         now = time.time()
         found = {row.id: row.data for row in rows
                  if row.expires is None or row.expires >= now}
@@ -550,7 +570,8 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         values = {'data': raw, 'stored': now,
                   'expires': now + expiretime if expiretime else None}
         update = table.update().where(table.c.id == row_id).values(values)
-        with self._connect(self.engine) as conn:
+
+        def upsert(conn):
             if conn.execute(update).rowcount:
                 return
             try:
@@ -560,15 +581,15 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
             except sa_exc.IntegrityError:  # inserted meanwhile
                 conn.execute(update)
 
+        self._run(self.engine, upsert)
+
     def _delete(self, key):
-        with self._connect(self.engine) as conn:
-            conn.execute(self.table.delete().where(
-                self.table.c.id == entry_id(self.namespace, key)))
+        self._run(self.engine, lambda conn: conn.execute(self.table.delete().where(
+            self.table.c.id == entry_id(self.namespace, key))))
 
     def do_remove(self):
-        with self._connect(self.engine) as conn:
-            conn.execute(self.table.delete().where(
-                self.table.c.namespace == self.namespace))
+        self._run(self.engine, lambda conn: conn.execute(self.table.delete().where(
+            self.table.c.namespace == self.namespace)))
 
     def get_creation_lock(self, key):
         row_id = entry_id(self.namespace, key)
