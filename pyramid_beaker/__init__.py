@@ -1,9 +1,13 @@
 """Beaker sessions and cache regions for Pyramid."""
+import functools
+
 from pyramid.config import Configurator
 from pyramid.interfaces import PHASE0_CONFIG, PHASE2_CONFIG
 from pyramid.tweens import EXCVIEW
 
 from .cache import get_region, regions, set_cache_regions_from_settings
+from .cache_stats import add_cache_stats_listener, stats
+from .debugtoolbar import add_toolbar_panel
 from .decorator import cached_region
 from .directives import add_beaker_session, add_cache_region, add_cached_function
 from .session import BeakerSessionFactoryConfig, session_factory_from_settings
@@ -19,6 +23,7 @@ __all__ = [
     'includeme',
     'session_factory_from_settings',
     'set_cache_regions_from_settings',
+    'stats',
 ]
 
 
@@ -31,7 +36,11 @@ def includeme(config: Configurator) -> None:
     * adds the :func:`~.directives.add_beaker_session`,
       :func:`~.directives.add_cache_region` and
       :func:`~.directives.add_cached_function` directives (``config.scan()``
-      uses the last one for ``@cached_region`` functions);
+      uses the last one for ``@cached_region`` functions) and
+      :func:`~.cache_stats.add_cache_stats_listener`;
+    * adds a tween that shares the cache statistics every few seconds (see
+      :mod:`pyramid_beaker.cache_stats`), and a pyramid_debugtoolbar panel when
+      the toolbar is included (see :mod:`pyramid_beaker.debugtoolbar`);
     * when the configuration is committed, calls
       ``config.add_beaker_session()`` if any ``session.*`` or
       ``beaker.session.*`` setting exists, and
@@ -56,6 +65,9 @@ def includeme(config: Configurator) -> None:
     config.add_directive('add_cache_region', add_cache_region)
     config.add_directive('add_cached_function', add_cached_function)
     config.add_tween('pyramid_beaker.session.session_tween_factory', over=EXCVIEW)
+    config.add_directive('add_cache_stats_listener', add_cache_stats_listener)
+    config.add_tween('pyramid_beaker.cache_stats.stats_tween_factory')
+    config.action(None, functools.partial(add_toolbar_panel, config.registry))
 
     def configure_from_settings():
         settings = config.get_settings() or {}

@@ -22,6 +22,7 @@ import weakref
 from pyramid.exceptions import ConfigurationError
 from pyramid.registry import global_registry
 
+from .cache_stats import Counts
 from .stores.base import UnstorableValue
 
 log = logging.getLogger('pyramid_beaker')
@@ -133,10 +134,17 @@ class Binding:
         self.manager = manager
         #: ``get_entry(key)``: the entry of ``key`` (fresh or not) or None.
         self.get_entry = manager.get_entry if self.process_local else self._current_entry
+        self._read_entry = self.get_entry  # the same, never traced
         self._warned_at = {}  # action -> time.monotonic() of its last warning
         self._pending = {}  # (event loop, key) -> future of an async computation
+        #: What the calls did in this process (see :mod:`pyramid_beaker.cache_stats`).
+        self.counts = Counts()
+        #: Set by a debugging tool that records each call, else None (see
+        #: :mod:`pyramid_beaker.debugtoolbar`).
+        self.tracer = None
 
     def warn(self, action, exc):
+        self.counts.failed(action)
         current = time.monotonic()
         last = self._warned_at.get(action)
         if last is None or current - last >= WARN_INTERVAL:
@@ -175,7 +183,7 @@ class Binding:
     def read(self, key):
         """Return the entry of ``key`` (fresh or not), None on a miss or a failed read."""
         try:
-            return self.get_entry(key)
+            return self._read_entry(key)
         except Exception as exc:
             self.warn('read', exc)
             return None
@@ -196,6 +204,8 @@ class Binding:
                                   self.region.name, exc.__cause__ or exc)) from None
         except Exception as exc:
             self.warn('store', exc)
+        else:
+            self.counts.stores += 1
 
     def delete(self, key):
         try:
@@ -240,9 +250,13 @@ class Binding:
 
     def _lock(self, key, wait=True):
         """The creation lock of ``key``, acquired, or None."""
+        started = time.perf_counter()
         try:
             lock = self.manager.get_creation_lock(key)
-            return lock if lock.acquire(wait) else None
+            if not lock.acquire(wait):
+                return None
+            self.counts.locked(time.perf_counter() - started)
+            return lock
         except Exception as exc:
             self.warn('lock', exc)
             return None
@@ -267,6 +281,7 @@ class Binding:
         :data:`NOT_STORED` to keep the result out of the cache.  ``force``
         computes even when an entry exists (``refresh``).
         """
+        started = time.perf_counter()
         generation = self.read_generation()
         marked = not force and self._marked_unstored(key)
         lock = None
@@ -274,6 +289,7 @@ class Binding:
             if entry is not None and not force and self.usable_stale(entry):
                 lock = self._lock(key, wait=False)
                 if lock is None:
+                    self.counts.hits += 1  # stale, while another caller refreshes
                     return entry[2] if replay is None else replay(entry[2])
             else:
                 lock = self._lock(key)
@@ -281,17 +297,21 @@ class Binding:
             if not force and lock is not None:
                 found = self.read(key)
                 if found is not None and self.fresh(found):
+                    self.counts.hits += 1  # stored by another caller meanwhile
                     return found[2] if replay is None else replay(found[2])
                 if self._marked_unstored(key):
                     marked = True
                     self._unlock(lock)
                     lock = None
+            self.counts.misses += 1
             result, stored = compute()
             self._finish(key, stored, generation, marked)
             return result
         finally:
             if lock is not None:
                 self._unlock(lock)
+            if self.tracer is not None:
+                self.tracer.created(self, key, time.perf_counter() - started)
 
     async def create_async(self, key, compute, force=False, entry=None):
         """:meth:`create` for coroutines: ``await compute()`` gives ``(result, stored)``.
@@ -326,6 +346,7 @@ class Binding:
         if not marked:
             lock = self._lock(key, wait=False)
             if lock is None and entry is not None and not force and self.usable_stale(entry):
+                self.counts.hits += 1  # stale, while another caller refreshes
                 return entry[2]
             delay, deadline = ASYNC_POLL[0], time.monotonic() + _lock_timeout(self.manager)
             while lock is None and time.monotonic() < deadline:
@@ -336,7 +357,9 @@ class Binding:
             if not force and lock is not None:
                 found = self.read(key)
                 if found is not None and self.fresh(found):
+                    self.counts.hits += 1  # stored by another caller meanwhile
                     return found[2]
+            self.counts.misses += 1
             result, stored = await compute()
             self._finish(key, stored, generation, marked)
             return result

@@ -130,6 +130,7 @@ def function_wrapper(cached):
             return func(*args, **kw)
         if entry is not None and (not binding.check_age
                                   or now() - entry[0] < binding.expire):
+            binding.counts.hits += 1
             return entry[2]
         return cached.create(binding, key, args, kw, entry=entry)
 
@@ -171,6 +172,7 @@ def coroutine_wrapper(cached):
             return await func(*args, **kw)
         if entry is not None and (not binding.check_age
                                   or now() - entry[0] < binding.expire):
+            binding.counts.hits += 1
             return entry[2]
         return await cached.create_async(binding, key, args, kw, entry=entry)
 

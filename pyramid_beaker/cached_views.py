@@ -82,6 +82,7 @@ class CachedView(CachedFunction):
                 binding.warn('read', exc)
                 return self.func(*args)
             if entry is not None and binding.fresh(entry):
+                binding.counts.hits += 1
                 return _replay(request, entry[2])
 
         def compute():

@@ -13,6 +13,9 @@ import webtest.http
 
 from .test_example import COOKIE, PASSWORD, beaker_shop, ini_settings
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Where the test run saves its screenshots (kept out of git).
+SCREENSHOTS = os.environ.get('PYRAMID_BEAKER_SCREENSHOTS', os.path.join(ROOT, 'screenshots'))
 CHROMIUM = '/usr/bin/chromium'
 CHROMEDRIVER = '/usr/bin/chromedriver'
 #: Seconds any single browser step may take.
@@ -32,10 +35,9 @@ def _require_browser():
         pytest.skip(message)
 
 
-@pytest.fixture
-def server(tmp_dir):
-    """The example app, configured by development.ini, served by waitress."""
-    app = beaker_shop.main({}, **ini_settings('development.ini', tmp_dir))
+def serve(settings):
+    """Serve the example app with ``settings`` under waitress; yield its URL."""
+    app = beaker_shop.main({}, **settings)
     server = webtest.http.StopableWSGIServer.create(
         app, host='127.0.0.1', port=webtest.http.get_free_port()[1],
         expose_tracebacks=False, channel_timeout=STEP_TIMEOUT)
@@ -45,6 +47,20 @@ def server(tmp_dir):
     finally:
         server.shutdown()
         server.runner.join(STEP_TIMEOUT)
+
+
+@pytest.fixture
+def server(tmp_dir):
+    """The example app, configured by development.ini, served by waitress."""
+    yield from serve(ini_settings('development.ini', tmp_dir))
+
+
+@pytest.fixture
+def toolbar_server(tmp_dir):
+    """The same, with pyramid_debugtoolbar included."""
+    settings = ini_settings('development.ini', tmp_dir)
+    settings['pyramid.includes'] = 'pyramid_beaker pyramid_debugtoolbar'
+    yield from serve(settings)
 
 
 @pytest.fixture
@@ -99,11 +115,25 @@ def test_shopping_session_in_a_real_browser(server, browser):
                 raise
             return None
 
+    def left_the_page(element):
+        """True once ``element`` is gone: stale, or a node Chromium dropped."""
+        def check(driver):
+            try:
+                element.is_enabled()
+                return False
+            except StaleElementReferenceException:
+                return True
+            except WebDriverException as exc:
+                if 'does not belong to the document' not in str(exc):
+                    raise
+                return True
+        return check
+
     def submit(form_id):
         """Submit a form once its page is complete, and wait for the next page."""
         page_complete()
         button = wait.until(lambda driver: click(form_id))
-        wait.until(expected_conditions.staleness_of(button))
+        wait.until(left_the_page(button))
         page_complete()
 
     # Log in through the form; the CSRF token travels in a hidden field.
@@ -155,3 +185,53 @@ def test_shopping_session_in_a_real_browser(server, browser):
     assert (browser.get_cookie(COOKIE) or {}).get('value') != cookie['value']
     browser.get(server + '/basket')
     assert browser.current_url.startswith(server + '/login')
+
+
+def test_debug_toolbar_panel_shows_the_cache_calls_and_the_session(toolbar_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, STEP_TIMEOUT)
+    browser.set_window_size(1280, 900)
+
+    def loaded(element_id):
+        return wait.until(expected_conditions.presence_of_element_located((By.ID, element_id)))
+
+    # Log in, then show the offers twice: built and stored, then a hit.
+    browser.get(toolbar_server + '/login')
+    browser.find_element(By.NAME, 'username').send_keys('alice')
+    browser.find_element(By.NAME, 'password').send_keys(PASSWORD)
+    browser.find_element(By.NAME, 'password').submit()
+    loaded('user')
+    browser.get(toolbar_server + '/offers')  # builds and stores the offers
+    loaded('offers')
+    browser.get(toolbar_server + '/offers')  # a hit
+    loaded('offers')
+    toolbar_url = loaded('pShowToolBarButton').get_attribute('href')
+    assert '/_debug_toolbar/' in toolbar_url
+
+    # The toolbar page of that request, on the pyramid_beaker tab.
+    browser.get(toolbar_url)
+    loaded('pDebugPanel-pyramid_beaker').find_element(By.TAG_NAME, 'a').click()
+    content = wait.until(expected_conditions.visibility_of_element_located(
+        (By.ID, 'pDebugPanel-pyramid_beaker-content')))
+    rows = [[cell.text for cell in row.find_elements(By.TAG_NAME, 'td')]
+            for row in content.find_elements(By.CSS_SELECTOR,
+                                             '#pyramid-beaker-cache-calls tbody tr')]
+    assert [row[:2] + row[3:4] for row in rows] == [
+        ['beaker_shop.views.offers', 'short_term', 'hit']]
+    assert float(rows[0][4]) >= 0
+    session = {row.find_element(By.TAG_NAME, 'th').text: row.find_element(By.TAG_NAME, 'td').text
+               for row in content.find_elements(By.CSS_SELECTOR, '#pyramid-beaker-session tr')}
+    assert session['Store'] == 'file'
+    assert session['Loaded'] == 'yes'  # the layout shows who is logged in
+    assert session['Round trips to the store'] == '1'  # one load, nothing to save
+    assert [cell.text for cell in content.find_elements(
+        By.CSS_SELECTOR, '#pyramid-beaker-store-calls td:first-child')] == ['load']
+
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    path = os.path.join(SCREENSHOTS, 'debugtoolbar-panel.png')
+    assert browser.save_screenshot(path)
+    with open(path, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -6,6 +6,7 @@ works on what the app configured::
     pbeaker development.ini show
     pbeaker development.ini purge-sessions
     pbeaker development.ini clear-region long_term
+    pbeaker development.ini stats
 
 Failures (an ini file that cannot be loaded, an unknown region, a backend
 that cannot be reached) print one line on stderr and exit with status 1;
@@ -27,6 +28,7 @@ from ..binding import region_bindings
 from ..cache import get_region, regions
 from ..session import SessionFactory
 from ..settings import masked
+from ..cache_stats import FIELDS, SHARE_INTERVAL, shared_stats
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,6 +47,8 @@ commands:
                        configuration (secrets masked)
   purge-sessions       delete stored sessions idle for longer than the
                        session timeout (file, dbm and database stores)
+  stats                print what the running app's cached functions did
+                       (hits, misses, stores...), per region and function
   clear-region NAME    delete every entry that the app's cached functions
                        keep in the cache region NAME
 
@@ -106,6 +110,16 @@ def effective_session_options(factory):
     if options.get('lock_dir') is None and options.get('data_dir'):
         options['lock_dir'] = options['data_dir']
     return options
+
+
+def format_counts(counts):
+    """One line for the counters of :mod:`pyramid_beaker.cache_stats`."""
+    looked_up = counts['hits'] + counts['misses']
+    rate = '%.0f%%' % (100.0 * counts['hits'] / looked_up) if looked_up else '-'
+    errors = sum(counts[name] for name in FIELDS if name.endswith('_errors'))
+    return ('hits %d, misses %d (hit rate %s), stores %d, lock waits %d (%.3f s), '
+            'errors %d' % (counts['hits'], counts['misses'], rate, counts['stores'],
+                           counts['lock_waits'], counts['lock_wait_time'], errors))
 
 
 class ProgressBar:
@@ -170,6 +184,9 @@ class PBeakerCommand:
         show.add_argument('--json', action='store_true',
                           help='print JSON instead of text')
         commands.add_parser('purge-sessions', help='delete expired sessions')
+        stats = commands.add_parser('stats', help='print the cache statistics')
+        stats.add_argument('--json', action='store_true',
+                           help='print JSON instead of text')
         clear = commands.add_parser('clear-region', help='empty one cache region')
         clear.add_argument('region', metavar='NAME', help='the region to clear')
         for command in commands.choices.values():
@@ -208,6 +225,8 @@ class PBeakerCommand:
     def dispatch(self, registry, args):
         if args.command == 'show':
             return self.show(registry, args.json)
+        if args.command == 'stats':
+            return self.stats(registry, args.json)
         if args.command == 'purge-sessions':
             return self.purge_sessions(registry)
         return self.clear_region(registry, args.region)
@@ -308,6 +327,35 @@ class PBeakerCommand:
         first = ['type'] if 'type' in options else []
         for name in first + sorted(set(options) - set(first)):
             self.out('%s%-*s  %s' % (indent, width, name, as_text(options[name])))
+
+    # -- stats --------------------------------------------------------------
+
+    def stats(self, registry, as_json=False):
+        try:
+            report = shared_stats(registry)
+        except Exception as exc:
+            raise CommandError('cannot read the cache statistics: %s'
+                               % describe(exc)) from None
+        if as_json:
+            self.out(json.dumps(report, indent=2))
+            return EXIT_OK
+        if not report['regions']:
+            self.out('Cache regions: none configured')
+            return EXIT_OK
+        self.out('Cache statistics, as shared by the app processes every %d s:'
+                 % SHARE_INTERVAL)
+        width = max([len(name) for name in report['functions']] + [20])
+        for name, totals in report['regions'].items():
+            self.out()
+            if totals is None:
+                self.out('%s: kept inside each app process; read them there with '
+                         'pyramid_beaker.stats(registry)' % name)
+                continue
+            self.out('%s: %s' % (name, format_counts(totals)))
+            for function, counts in report['functions'].items():
+                if counts['region'] == name:
+                    self.out('  %-*s  %s' % (width, function, format_counts(counts)))
+        return EXIT_OK
 
     # -- purge-sessions -----------------------------------------------------
 
