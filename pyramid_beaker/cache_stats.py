@@ -57,6 +57,15 @@ class Counts:
     """
 
     __slots__ = FIELDS
+    hits: int
+    misses: int
+    stores: int
+    lock_waits: int
+    lock_wait_time: float
+    read_errors: int
+    store_errors: int
+    lock_errors: int
+    delete_errors: int
 
     def __init__(self, values: Optional[Dict[str, Any]] = None) -> None:
         for name in FIELDS:
@@ -129,19 +138,18 @@ def shared_stats(registry: Any) -> Dict[str, Any]:
         intr = item['introspectable']
         if intr.get('namespace') is not None:
             functions[intr.discriminator] = (intr['region'], intr['namespace'])
-    found = {}
-    for name, region in sorted(regions(registry).items()):
-        found[name] = None if region.process_local else Counts()
+    configured = regions(registry)
+    found = {name: Counts() for name, region in configured.items()
+             if not region.process_local}
     counted = {}
     for function, (region_name, namespace) in sorted(functions.items()):
-        region = regions(registry).get(region_name)
-        if region is None or region.process_local:
-            continue
-        totals = _read_shared(region.namespace_manager(namespace))
+        if region_name not in found:
+            continue  # kept inside each process
+        totals = _read_shared(configured[region_name].namespace_manager(namespace))
         found[region_name].add(totals.as_dict())
         counted[function] = dict(totals.as_dict(), region=region_name)
-    return {'regions': {name: None if counts is None else counts.as_dict()
-                        for name, counts in found.items()},
+    return {'regions': {name: found[name].as_dict() if name in found else None
+                        for name in sorted(configured)},
             'functions': counted}
 
 
@@ -267,4 +275,3 @@ def stats_tween_factory(handler, registry):
                 sharer.share()
 
     return stats_tween
-

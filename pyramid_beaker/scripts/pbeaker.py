@@ -26,9 +26,9 @@ from pyramid.scripts.common import parse_vars
 
 from ..binding import region_bindings
 from ..cache import get_region, regions
+from ..cache_stats import FIELDS, SHARE_INTERVAL, shared_stats
 from ..session import SessionFactory
 from ..settings import masked
-from ..cache_stats import FIELDS, SHARE_INTERVAL, shared_stats
 
 EXIT_OK = 0
 EXIT_ERROR = 1
