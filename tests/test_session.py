@@ -437,3 +437,38 @@ def test_save_is_changed_for_code_written_for_beaker(app):
     app.get('/flash', {'msg': 'first', 'queue': 'q'})
     app.get('/mutate', {'op': 'append', 'key': '_f_q', 'value': 'kept', 'save': '1'})
     assert app.get('/peek', {'queue': 'q'}).json['messages'] == ['first', 'kept']
+
+
+KILLED_WRITER = '''
+import os, signal, sys
+from pyramid_beaker.session import BeakerSessionFactoryConfig
+
+def killed(*args):  # the writer dies (kill -9) before renaming its temporary file
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.replace = killed
+factory = BeakerSessionFactoryConfig(type='file', data_dir=sys.argv[1], secret=sys.argv[2])
+factory.store.save('ab' * 16, {'user': 'alice'}, frozenset(), 1.0, 1.0, 600)
+'''
+
+
+def test_purge_expired_removes_temporary_files_of_killed_writers(tmp_dir):
+    import signal
+    import subprocess
+    import sys
+
+    data_dir = os.path.join(tmp_dir, 'data')
+    done = subprocess.run([sys.executable, '-c', KILLED_WRITER, data_dir, SECRET],
+                          capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    stale = [path for path in session_files(tmp_dir)
+             if os.path.basename(path).startswith('.tmp-')]
+    assert len(stale) == 1
+    factory = BeakerSessionFactoryConfig(type='file', data_dir=data_dir, secret=SECRET)
+    fresh = stale[0] + '-fresh'  # a writer still at work
+    with open(fresh, 'wb'):
+        pass
+    an_hour_ago = time.time() - 3600
+    os.utime(stale[0], (an_hour_ago, an_hour_ago))
+    factory.purge_expired()
+    assert [path for path in session_files(tmp_dir) if '.tmp-' in path] == [fresh]

@@ -34,11 +34,27 @@ def _read(path):
         return None
 
 
+#: Name prefix of the temporary files writers rename into place.
+_TEMPORARY = '.tmp-'
+#: Age in seconds after which a temporary file is a dead writer's leftover.
+STALE_TEMPORARY = 600
+
+
+def _unlink_older(paths, limit):
+    """Delete the files of ``paths`` last modified before ``limit``."""
+    for path in paths:
+        try:
+            if os.path.getmtime(path) < limit:
+                os.unlink(path)
+        except FileNotFoundError:  # renamed into place or removed meanwhile
+            pass
+
+
 def _write(path, data):
     """Write ``data`` to ``path`` atomically (temporary file, then rename)."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-')
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TEMPORARY)
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
@@ -127,16 +143,20 @@ class FileSessionStore(SessionStore):
 
         The file's stored access time decides; a file that cannot be read
         as ours (a planted or corrupt file) is deleted too once its
-        modification time is that old.
+        modification time is that old.  Temporary files older than
+        :data:`STALE_TEMPORARY` seconds, left by writers killed mid-write,
+        are deleted as well (they are not counted).
         """
-        limit = (now() if now_ is None else now_) - max_idle
-        paths = [
-            os.path.join(self.root, shard, name)
-            for shard in sorted(os.listdir(self.root))
-            if os.path.isdir(os.path.join(self.root, shard))
-            for name in os.listdir(os.path.join(self.root, shard))
-            if not name.startswith('.tmp-')
-        ]
+        when = now() if now_ is None else now_
+        limit = when - max_idle
+        paths, temporary = [], []
+        for shard in sorted(os.listdir(self.root)):
+            directory = os.path.join(self.root, shard)
+            if os.path.isdir(directory):
+                for name in os.listdir(directory):
+                    found = temporary if name.startswith(_TEMPORARY) else paths
+                    found.append(os.path.join(directory, name))
+        _unlink_older(temporary, when - STALE_TEMPORARY)
         removed = 0
         for done, path in enumerate(paths, 1):
             if self._purge_one(os.path.basename(path), path, limit):
