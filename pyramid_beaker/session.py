@@ -19,7 +19,7 @@ from zope.interface import implementer
 from . import stores
 from .codec import CopyCodec, SignedCodec, check_json, derive_key
 from .settings import session_options_from_settings
-from .stores.base import SessionBackendError, now
+from .stores.base import EXPIRY_KEY, SessionBackendError, now, own_lifetime
 
 #: Stored lifetime of sessions that have no ``timeout``: 30 days idle.
 DEFAULT_MAX_IDLE = 30 * 24 * 3600
@@ -177,8 +177,13 @@ class SessionFactory:
         """
         return self.store.purge_expired(self.ttl, now, progress=progress)
 
-    def set_cookie(self, response, value):
-        response.set_cookie(self.cookie_name, value, **self._cookie_args)
+    def set_cookie(self, response, value, max_age=None):
+        """Set the session cookie; ``max_age`` (a session's own expiry) wins."""
+        args = self._cookie_args
+        if max_age is not None:
+            args = dict(args, max_age=max_age)
+            args.pop('expires', None)
+        response.set_cookie(self.cookie_name, value, **args)
 
     def delete_cookie(self, response):
         response.delete_cookie(self.cookie_name, path=self._cookie_args['path'],
@@ -218,12 +223,18 @@ class BeakerSession:
         self._deleted = set()
         self._touch = False
         self._id_dropped = False  # invalidate() or regenerate_id() ran
+        self._expiry = None  # this session's own idle timeout (set_expiry)
         current = now()
-        if record is not None and factory.timeout is not None \
-                and record.accessed + factory.timeout < current:
-            if self._id is not None:
-                factory.store.delete(self._id)
-            record = None
+        if record is not None:
+            expiry = record.data.pop(EXPIRY_KEY, None)
+            if expiry is not None:
+                self._expiry = own_lifetime({EXPIRY_KEY: expiry})
+            timeout = self._expiry or factory.timeout
+            if timeout is not None and record.accessed + timeout < current:
+                if self._id is not None:
+                    factory.store.delete(self._id)
+                record = None
+                self._expiry = None
         if record is None:
             self._id = None
             self._data = {}
@@ -234,8 +245,11 @@ class BeakerSession:
             self._created = record.created
             self._accessed = record.accessed
             self._new = False
+            interval = factory.refresh_interval
+            if self._expiry is not None:
+                interval = min(interval, max(1, min(300, self._expiry // 10)))
             self._touch = (factory.track_access
-                           and current - record.accessed >= factory.refresh_interval)
+                           and current - record.accessed >= interval)
         self._request.add_response_callback(self._finish)
 
     def _read(self):
@@ -316,8 +330,9 @@ class BeakerSession:
     # -- writing ----------------------------------------------------------
 
     def _set(self, key, value):
-        if not isinstance(key, str):
-            raise TypeError('session keys must be strings, not %r' % (key,))
+        if not isinstance(key, str) or key == EXPIRY_KEY:
+            raise TypeError('session keys must be strings other than %r, not %r'
+                            % (EXPIRY_KEY, key))
         self._factory.check_value(key, value)
         self._d[key] = value
         self._changed[key] = value
@@ -369,9 +384,37 @@ class BeakerSession:
         """Beaker's name for :meth:`changed`, kept for code written for 0.9."""
         self.changed()
 
+    def set_expiry(self, seconds):
+        """Give this session its own idle timeout, e.g. for "remember me".
+
+        ``seconds`` (an int of at least 1, or a :class:`datetime.timedelta`)
+        is stored with the session and sets the store's expiry and the
+        cookie's ``Max-Age``; ``None`` returns to the factory's ``timeout``.
+        """
+        if isinstance(seconds, datetime.timedelta):
+            seconds = int(seconds.total_seconds())
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)
+                                    or seconds < 1):
+            raise ValueError('set_expiry() takes a number of seconds (at least 1), '
+                             'a timedelta or None, not %r' % (seconds,))
+        self._d
+        self._expiry = seconds
+        if seconds is None:
+            self._changed.pop(EXPIRY_KEY, None)
+            self._deleted.add(EXPIRY_KEY)
+        else:
+            self._changed[EXPIRY_KEY] = seconds
+            self._deleted.discard(EXPIRY_KEY)
+
+    def get_expiry(self):
+        """Seconds of inactivity after which this session expires, or None (never)."""
+        self._d
+        return self._expiry or self._factory.timeout
+
     def invalidate(self):
         """Delete the stored session now and start a new, empty one."""
         self._drop_id()
+        self._expiry = None
         self._data = {}
         self._changed = {}
         self._deleted = set()
@@ -383,6 +426,8 @@ class BeakerSession:
         """Keep the data but move it to a new id (call it at login)."""
         self._drop_id()
         self._changed = dict(self._data)
+        if self._expiry is not None:
+            self._changed[EXPIRY_KEY] = self._expiry
         self._deleted = set()
 
     def _drop_id(self):
@@ -443,8 +488,11 @@ class BeakerSession:
         factory = self._factory
         if self._changed or self._deleted or self._touch:
             if self._data:
+                data = self._data
+                if self._expiry is not None:
+                    data = dict(data, **{EXPIRY_KEY: self._expiry})
                 factory.set_cookie(response, factory.store.dump_cookie(
-                    self._data, self._created, now()))
+                    data, self._created, now()), self._expiry)
             else:
                 self._clear_old_cookie(response)
         elif self._id_dropped:
@@ -470,17 +518,17 @@ class BeakerSession:
                 self._id = _new_id()
             saved = factory.store.save(
                 self._id, self._changed, frozenset(self._deleted),
-                self._created, now(), factory.ttl, create=create)
+                self._created, now(), self._expiry or factory.ttl, create=create)
         elif self._touch:
-            saved = factory.store.touch(self._id, now(), factory.ttl)
-            if saved and not factory.cookie_has_lifetime:
+            saved = factory.store.touch(self._id, now(), self._expiry or factory.ttl)
+            if saved and not factory.cookie_has_lifetime and self._expiry is None:
                 return
         else:
             if self._id_dropped:
                 self._clear_old_cookie(response)
             return
         if saved:
-            factory.set_cookie(response, factory.id_cookie.dumps(self._id))
+            factory.set_cookie(response, factory.id_cookie.dumps(self._id), self._expiry)
         else:
             self._clear_old_cookie(response)
 

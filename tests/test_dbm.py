@@ -111,7 +111,7 @@ def test_purge_expired_keeps_live_sessions_and_compacts(store, data_dir):
     now = time.time()
     big = 'x' * 5000
     for n in range(60):
-        store.save('%032x' % n, {'pad': big}, frozenset(), now - 500, now - 500, 10_000)
+        store.save('%032x' % n, {'pad': big}, frozenset(), now - 500, now - 500, 100)
     store.save('b' * 32, {'expired': 1}, frozenset(), now - 50, now - 50, 10)
     store.save('c' * 32, {'live': 1}, frozenset(), now - 50, now - 50, 10_000)
 

@@ -21,6 +21,16 @@ log = logging.getLogger('pyramid_beaker')
 Record = collections.namedtuple('Record', 'data created accessed')
 Record.__doc__ = 'A loaded session: its user data, creation and access times.'
 
+#: Key under which a session's own idle timeout (``set_expiry``) is stored
+#: with its data; the session hides it from the app.
+EXPIRY_KEY = '_pb.expiry'
+
+
+def own_lifetime(data):
+    """Return the idle timeout a session's stored ``data`` sets for itself, or None."""
+    value = data.get(EXPIRY_KEY)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
 
 class Backend:
     """Everything the package needs to know about one storage type.

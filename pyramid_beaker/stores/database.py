@@ -351,11 +351,16 @@ class DatabaseSessionStore(SessionStore):
         self._run(self.engine, lambda conn: conn.execute(self._delete_row, {'sid': session_id}))
 
     def purge_expired(self, max_idle, now=None, progress=None):
-        """Delete rows idle past ``max_idle`` or expired, in one statement."""
+        """Delete rows past their expiry, in one statement.
+
+        Each row's expiry is its access time plus the lifetime it was saved
+        with (its own, from ``set_expiry``, or the factory's), so
+        ``max_idle`` is not needed here.
+        """
         now = time.time() if now is None else now
         table = self.table
-        removed = self._run(self.engine, lambda conn: conn.execute(table.delete().where(
-            sa.or_(table.c.accessed < now - max_idle, table.c.expires < now))).rowcount)
+        removed = self._run(self.engine, lambda conn: conn.execute(
+            table.delete().where(table.c.expires < now)).rowcount)
         if progress is not None:
             progress(removed, removed)
         return removed

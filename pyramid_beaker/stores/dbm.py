@@ -254,14 +254,19 @@ class DBMSessionStore(SessionStore):
                 del db[session_id]
 
     def purge_expired(self, max_idle, now=None, progress=None):
-        """Drop sessions idle past ``max_idle`` or expired; compacts the file."""
+        """Drop sessions past their expiry; compacts the file.
+
+        Each record's expiry is its access time plus the lifetime it was
+        saved with (its own, from ``set_expiry``, or the factory's), so
+        ``max_idle`` is not needed here.
+        """
         now = time.time() if now is None else now
 
         def alive(raw):
             if len(raw) <= _TIMES.size:
                 return True  # not ours: leave it alone
             accessed, expires = _TIMES.unpack_from(raw)
-            return accessed + max_idle >= now and expires >= now
+            return expires >= now
 
         with self._errors():
             return self.file.keep_only(alive, progress)

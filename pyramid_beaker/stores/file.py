@@ -21,6 +21,7 @@ from .base import (
     make_directories,
     merge,
     now,
+    own_lifetime,
     pack_record,
     unpack_record,
 )
@@ -141,14 +142,14 @@ class FileSessionStore(SessionStore):
     def purge_expired(self, max_idle, now_=None, progress=None):
         """Delete session files idle for more than ``max_idle`` seconds.
 
-        The file's stored access time decides; a file that cannot be read
+        The file's stored access time decides, with the session's own
+        lifetime (``set_expiry``) instead of ``max_idle`` when it has one; a file that cannot be read
         as ours (a planted or corrupt file) is deleted too once its
         modification time is that old.  Temporary files older than
         :data:`STALE_TEMPORARY` seconds, left by writers killed mid-write,
         are deleted as well (they are not counted).
         """
         when = now() if now_ is None else now_
-        limit = when - max_idle
         paths, temporary = [], []
         for shard in sorted(os.listdir(self.root)):
             directory = os.path.join(self.root, shard)
@@ -159,22 +160,23 @@ class FileSessionStore(SessionStore):
         _unlink_older(temporary, when - STALE_TEMPORARY)
         removed = 0
         for done, path in enumerate(paths, 1):
-            if self._purge_one(os.path.basename(path), path, limit):
+            if self._purge_one(os.path.basename(path), path, when, max_idle):
                 removed += 1
             if progress is not None and (done % 100 == 0 or done == len(paths)):
                 progress(done, len(paths))
         return removed
 
-    def _purge_one(self, session_id, path, limit):
+    def _purge_one(self, session_id, path, when, max_idle):
         with self._lock(session_id):
             raw = _read(path)
             if raw is None:
                 return False
             try:
-                accessed = unpack_record(self.codec.loads(raw)).accessed
+                record = unpack_record(self.codec.loads(raw))
+                expires = record.accessed + (own_lifetime(record.data) or max_idle)
             except InvalidData:
-                accessed = os.path.getmtime(path)
-            if accessed >= limit:
+                expires = os.path.getmtime(path) + max_idle
+            if expires >= when:
                 return False
             _unlink(path)
             return True

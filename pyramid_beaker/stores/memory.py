@@ -72,7 +72,11 @@ class MemorySessionStore(SessionStore):
             self.records.pop(session_id, None)
 
     def purge_expired(self, max_idle, now_=None, progress=None):
-        """Drop every record idle past ``max_idle`` or expired, in short locked steps."""
+        """Drop every record past its own expiry, in short locked steps.
+
+        (Records carry the lifetime they were saved with, so ``max_idle``
+        is not needed here.)
+        """
         when = now() if now_ is None else now_
         with self.lock:
             ids = list(self.records)
@@ -81,7 +85,7 @@ class MemorySessionStore(SessionStore):
             with self.lock:
                 for session_id in ids[start:start + self.purge_chunk]:
                     entry = self.records.get(session_id)
-                    if entry is not None and (entry[3] < when or entry[2] + max_idle < when):
+                    if entry is not None and entry[3] < when:
                         del self.records[session_id]
                         dropped += 1
             if progress is not None:
