@@ -10,7 +10,7 @@ builds a new one.
 import functools
 import inspect
 
-from pyramid.interfaces import IRoutesMapper
+from pyramid.interfaces import IRoutesMapper, ISecurityPolicy
 from pyramid.response import Response
 from pyramid.threadlocal import get_current_registry
 from webob import Response as WebObResponse
@@ -20,6 +20,7 @@ from .cached_functions import CachedFunction
 from .keys import encode, encode_tuple, fit
 
 VIEW_METHODS = frozenset(('GET', 'HEAD'))
+_OK = Response().status
 
 
 class CachedView(CachedFunction):
@@ -45,9 +46,17 @@ class CachedView(CachedFunction):
         ``?sort=b&sort=a``), the ``vary`` values and the user's key
         (``per_user``).
         """
-        pairs = sorted(request.query_string.split('&'), key=_parameter_name)
-        parts = [encode(_route_name(request, registry)), encode(request.path_url),
-                 encode(tuple(pairs))]
+        environ = request.environ
+        url = '%s://%s%s%s' % (environ['wsgi.url_scheme'],
+                               environ.get('HTTP_HOST') or request.host,
+                               environ.get('SCRIPT_NAME', ''), environ.get('PATH_INFO', ''))
+        query = environ.get('QUERY_STRING', '')
+        pairs = tuple(sorted(query.split('&'), key=_parameter_name)) if query else ('',)
+        route = _route_name(request, registry)
+        if not self.vary and not self.per_user:
+            # What encode_tuple() makes of these strings (and None), in one call.
+            return ascii((route, url, pairs)), None
+        parts = [encode(route), encode(url), encode(pairs)]
         for item in self.vary:
             value = item(request) if callable(item) else request.headers.get(item)
             parts.append(encode(value, 'vary item %r of view %s' % (item, self.name)))
@@ -67,7 +76,7 @@ class CachedView(CachedFunction):
         if binding is None or request.method not in VIEW_METHODS:
             return self.func(*args)
         had_session = 'session' in request.__dict__
-        if self.guarded and _identified(request):
+        if self.guarded and _identified(request, registry):
             return self.func(*args)
         # A session loaded only to find the user (a session-based security
         # policy) does not count as the view using it while it stays empty.
@@ -149,9 +158,13 @@ def _parameter_name(pair):
     return pair.split('=', 1)[0]
 
 
-def _identified(request):
+def _identified(request, registry):
     """True for a request with an identity: an Authorization header or a user id."""
-    return 'Authorization' in request.headers or request.authenticated_userid is not None
+    if 'HTTP_AUTHORIZATION' in request.environ:
+        return True
+    if registry.queryUtility(ISecurityPolicy) is None:
+        return False  # what authenticated_userid would find, with fewer calls
+    return request.authenticated_userid is not None
 
 
 def _route_name(request, registry):
@@ -208,8 +221,10 @@ def _replay(request, stored):
     """Turn a stored view entry back into the view's result."""
     if stored[0] == 'response':
         _, status, headers, body = stored
-        return Response(body=body, status=status,
-                        headerlist=[tuple(pair) for pair in headers])
+        headerlist = [tuple(pair) for pair in headers]
+        if status == _OK:  # the default: parsing a status line costs as much again
+            return Response(body=body, headerlist=headerlist)
+        return Response(body=body, status=status, headerlist=headerlist)
     _, value, response_state = stored
     if response_state is not None:
         response = request.response
