@@ -113,8 +113,11 @@ def function_wrapper(cached):
 
     def cached_function(*args, **kw):
         # The hit path, kept flat: it is what a cached call costs.  The
-        # registry is looked up as get_current_registry() does, minus a call.
-        registry = threadlocals.get()['registry']
+        # registry is looked up as get_current_registry() does, minus calls.
+        try:
+            registry = threadlocals.stack[-1]['registry']
+        except IndexError:  # outside a request and config.begin()
+            registry = threadlocals.get()['registry']
         binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
         if binding is None or not binding.enabled:
             binding = cached.binding(registry)
