@@ -5,11 +5,16 @@ envelope is ``b'PB1' + kind + mac + payload``: ``kind`` is one byte naming the
 payload format and ``mac`` is an HMAC-SHA256 over ``kind + payload``.  The MAC
 is checked in constant time before the payload is parsed, so bytes that the
 app did not write itself (a planted pickle, a record written by Beaker's own
-classes, a truncated file) are rejected and never unpickled.
+classes, a truncated file) are rejected and never unpickled.  With an
+``encrypt_key``, ``payload`` is ``nonce + AES-GCM ciphertext`` and ``kind`` is
+upper case; old secrets may be given to verify what they signed.
 """
 import hmac
 import json
+import os
 import pickle
+
+from pyramid.exceptions import ConfigurationError
 
 MAGIC = b'PB1'
 _MAC_SIZE = 32
@@ -50,9 +55,13 @@ class SignedCodec:
 
     ``serializer`` is ``'json'``, ``'pickle'`` or an object with ``dumps`` and
     ``loads`` methods (its payload is signed like the built-in ones).
+    Values are signed with ``secret``; ``fallbacks`` (old secrets) are only
+    used to verify, so a secret can be rotated without losing what is
+    stored.  With ``encrypt_key`` the payload is encrypted with AES-GCM
+    before it is signed (its ``kind`` byte is then upper case).
     """
 
-    def __init__(self, serializer, secret, purpose):
+    def __init__(self, serializer, secret, purpose, fallbacks=(), encrypt_key=None):
         if not secret:
             raise ValueError('a signed codec needs a secret')
         if isinstance(serializer, str):
@@ -62,20 +71,32 @@ class SignedCodec:
             self._dumps, self._loads = serializer.dumps, serializer.loads
         self.name = serializer if isinstance(serializer, str) else 'custom'
         self._key = derive_key(secret, purpose)
+        self._old_keys = [derive_key(old, purpose) for old in fallbacks if old]
+        self._cipher = make_cipher(encrypt_key, purpose) if encrypt_key else None
+        self._sealed_kind = self.kind.upper()
 
-    def _mac(self, body):
-        return hmac.digest(self._key, body, 'sha256')
+    def _mac(self, body, key=None):
+        return hmac.digest(key or self._key, body, 'sha256')
 
     def dumps(self, obj):
-        """Return ``obj`` serialized and signed, as bytes."""
+        """Return ``obj`` serialized (encrypted if asked) and signed, as bytes."""
         payload = self._dumps(obj)
         if isinstance(payload, str):
             payload = payload.encode('utf-8')
-        body = self.kind + payload
+        if self._cipher is None:
+            body = self.kind + payload
+        else:
+            nonce = os.urandom(12)
+            body = self._sealed_kind + nonce + self._cipher.encrypt(nonce, payload, None)
         return MAGIC + self._mac(body) + body
 
     def loads(self, data):
         """Return the value in ``data``; raise :class:`InvalidData` unless signed by us."""
+        return self.loads_checked(data)[0]
+
+    def loads_checked(self, data):
+        """Return ``(value, stale)``; ``stale`` is True when ``data`` should be
+        written again: signed with an old secret, or not encrypted as asked."""
         if isinstance(data, str):
             data = data.encode('latin-1')
         if (
@@ -86,14 +107,44 @@ class SignedCodec:
             raise InvalidData('not a pyramid_beaker envelope')
         data = bytes(data)
         mac, body = data[3:_HEADER_SIZE - 1], data[_HEADER_SIZE - 1:]
+        stale = False
         if not hmac.compare_digest(mac, self._mac(body)):
-            raise InvalidData('bad signature')
-        if body[:1] != self.kind:
+            if not any(hmac.compare_digest(mac, self._mac(body, key))
+                       for key in self._old_keys):
+                raise InvalidData('bad signature')
+            stale = True
+        kind, payload = body[:1], body[1:]
+        if kind == self._sealed_kind and kind != self.kind:
+            payload = self._open(payload)
+        elif kind == self.kind:
+            stale = stale or self._cipher is not None
+        else:
             raise InvalidData('stored with another serializer')
         try:
-            return self._loads(body[1:])
+            return self._loads(payload), stale
         except Exception as exc:  # a signed payload we cannot parse
             raise InvalidData('unreadable payload: %s' % exc) from exc
+
+    def _open(self, sealed):
+        if self._cipher is None:
+            raise InvalidData('encrypted, and no "encrypt_key" is set')
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            return self._cipher.decrypt(sealed[:12], sealed[12:], None)
+        except InvalidTag:
+            raise InvalidData('cannot decrypt: another "encrypt_key"?') from None
+
+
+def make_cipher(encrypt_key, purpose):
+    """Return an AES-256-GCM cipher keyed from ``encrypt_key`` for ``purpose``."""
+    try:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    except ImportError:
+        raise ConfigurationError(
+            '"encrypt_key" needs the cryptography package: '
+            'pip install "pyramid_beaker[crypto]"') from None
+    return AESGCM(derive_key(encrypt_key, purpose + '-encryption'))
 
 
 class CopyCodec:

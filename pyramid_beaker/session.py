@@ -79,24 +79,36 @@ def refresh_interval(options):
 
 
 class IdCookie:
-    """Signs and checks the session id carried in the cookie: ``id.mac``."""
+    """Signs and checks the session id carried in the cookie: ``id.mac``.
 
-    def __init__(self, secret):
+    Ids are signed with ``secret``; ``fallbacks`` (old secrets) still verify.
+    """
+
+    def __init__(self, secret, fallbacks=()):
         self._key = derive_key(secret, 'session-id')
+        self._old_keys = [derive_key(old, 'session-id') for old in fallbacks if old]
 
-    def _mac(self, session_id):
-        return hmac.digest(self._key, session_id.encode(), 'sha256').hex()[:32]
+    def _mac(self, session_id, key=None):
+        return hmac.digest(key or self._key, session_id.encode(), 'sha256').hex()[:32]
 
     def dumps(self, session_id):
         return '%s.%s' % (session_id, self._mac(session_id))
 
     def loads(self, value):
         """Return the id in a cookie value, or None when it is not ours."""
+        return self.loads_checked(value)[0]
+
+    def loads_checked(self, value):
+        """Return ``(id or None, stale)``; stale: signed with an old secret."""
         session_id, _, mac = value.partition('.')
-        if (_ID.fullmatch(session_id) and _MAC.fullmatch(mac)
-                and hmac.compare_digest(mac, self._mac(session_id))):
-            return session_id
-        return None
+        if not (_ID.fullmatch(session_id) and _MAC.fullmatch(mac)):
+            return None, False
+        if hmac.compare_digest(mac, self._mac(session_id)):
+            return session_id, False
+        for key in self._old_keys:
+            if hmac.compare_digest(mac, self._mac(session_id, key)):
+                return session_id, True
+        return None, False
 
 
 def _value_check(serializer):
@@ -129,12 +141,14 @@ class SessionFactory:
         #: True when sessions live inside each process.
         self.process_local = self.backend.process_local_of(options['type'])
         if self.backend.signs_sessions:
-            codec = SignedCodec(options['data_serializer'], options['secret'], 'session')
+            codec = SignedCodec(options['data_serializer'], options['secret'], 'session',
+                                fallbacks=options['secret_fallbacks'],
+                                encrypt_key=options['encrypt_key'])
         else:
             codec = CopyCodec(options['data_serializer'])
         self.store = self.backend.session_store(options, codec)
         self.client_side = self.store.client_side
-        self.id_cookie = IdCookie(options['secret'])
+        self.id_cookie = IdCookie(options['secret'], options['secret_fallbacks'])
         self.check_value = _value_check(options['data_serializer'])
         self.timeout = options['timeout']
         self.ttl = self.timeout or DEFAULT_MAX_IDLE
@@ -250,6 +264,10 @@ class BeakerSession:
                 interval = min(interval, max(1, min(300, self._expiry // 10)))
             self._touch = (factory.track_access
                            and current - record.accessed >= interval)
+            if record.stale:  # signed with an old secret: sign it all anew now
+                self.changed()
+                if self._expiry is not None:
+                    self._changed[EXPIRY_KEY] = self._expiry
         self._request.add_response_callback(self._finish)
 
     def _read(self):
@@ -265,8 +283,13 @@ class BeakerSession:
             return None
         if factory.client_side:
             return factory.store.load_cookie(value)
-        self._id = factory.id_cookie.loads(value)
-        return None if self._id is None else factory.store.load(self._id)
+        self._id, stale_cookie = factory.id_cookie.loads_checked(value)
+        if self._id is None:
+            return None
+        record = factory.store.load(self._id)
+        if stale_cookie and record is not None:
+            record = record._replace(stale=True)
+        return record
 
     @property
     def _d(self):

@@ -30,7 +30,7 @@ from .coerce import (  # noqa: F401  (re-exported: the coercers' old home)
 
 _SAMESITE = {'strict': 'Strict', 'lax': 'Lax', 'none': 'None'}
 SESSION_PREFIXES = ('session.', 'beaker.session.')
-SECRET_OPTIONS = frozenset(('secret', 'encrypt_key', 'validate_key'))
+SECRET_OPTIONS = frozenset(('secret', 'encrypt_key', 'validate_key', 'secret_fallbacks'))
 _fail = fail
 
 
@@ -61,6 +61,19 @@ def as_cookie_expires(value, label):
     except ConfigurationError:
         _fail(label, value,
               'true, false, a number of seconds, a timedelta or a datetime')
+
+
+def as_secrets(value, label):
+    """Coerce old secrets: a list, or whitespace-separated in an ini file."""
+    if value is None or value == '':
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) and item
+                                                 for item in value):
+        return tuple(value)
+    raise ConfigurationError('"%s" must be a list of secrets (whitespace-separated '
+                             'in an ini file), not %r' % (label, type(value).__name__))
 
 
 def as_serializer(value, label):
@@ -105,6 +118,7 @@ SESSION_OPTIONS = {
     'type': (as_type, None),
     'key': (as_required_str, 'beaker.session.id'),
     'secret': (as_str, None),
+    'secret_fallbacks': (as_secrets, ()),
     'timeout': (as_seconds, None),
     'refresh_interval': (as_seconds, None),
     'cookie_expires': (as_cookie_expires, True),
@@ -252,9 +266,9 @@ CACHE_PREFIXES = ('cache.', 'beaker.cache.')
 #: namespace manager is given: ``type``, ``expire``, ``enabled``, ``key_length``.
 REGION_CONTROL_OPTIONS = frozenset(('type', 'expire', 'enabled', 'key_length'))
 #: Top-level cache settings that are not region options.
-CACHE_TOP_LEVEL = frozenset(('regions', 'secret_fallbacks'))
+CACHE_TOP_LEVEL = frozenset(('regions',))
 #: Only regions that sign their entries keep these.
-_SIGNING_OPTIONS = ('secret', 'data_serializer')
+_SIGNING_OPTIONS = ('secret', 'secret_fallbacks', 'data_serializer')
 
 
 def as_region_type(value, label):
@@ -280,6 +294,7 @@ REGION_OPTIONS = {
     'enabled': (as_bool, True),
     'key_length': (as_positive_int, 250),
     'secret': (as_str, None),
+    'secret_fallbacks': (as_secrets, ()),
     'data_serializer': (as_serializer, 'pickle'),
 }
 
@@ -375,9 +390,11 @@ def _coerce_region(name, prefix, layered):
         if option != 'type':
             options[option] = (coerce(layered[option][2], label(option))
                                if option in layered else default)
+    if not options['secret_fallbacks']:
+        del options['secret_fallbacks']  # only kept when set
     if not backend.signs_entries:
         for option in _SIGNING_OPTIONS:
-            del options[option]
+            options.pop(option, None)
     elif not options['secret']:
         raise ConfigurationError(
             '"%s" is required for "%s" = %s: cache regions stored outside '

@@ -18,8 +18,12 @@ from ..codec import InvalidData, SignedCodec
 
 log = logging.getLogger('pyramid_beaker')
 
-Record = collections.namedtuple('Record', 'data created accessed')
-Record.__doc__ = 'A loaded session: its user data, creation and access times.'
+Record = collections.namedtuple('Record', 'data created accessed stale', defaults=(False,))
+Record.__doc__ = """A loaded session: its user data, creation and access times.
+
+``stale`` is True when the record should be written again: signed with an
+old secret (``secret_fallbacks``) or not encrypted as ``encrypt_key`` asks.
+"""
 
 #: Key under which a session's own idle timeout (``set_expiry``) is stored
 #: with its data; the session hides it from the app.
@@ -179,7 +183,7 @@ def pack_record(data, created, accessed):
     return {'d': data, 'c': created, 'a': accessed}
 
 
-def unpack_record(obj):
+def unpack_record(obj, stale=False):
     """Return a :class:`Record` from :func:`pack_record`'s form, or raise InvalidData."""
     try:
         data, created, accessed = obj['d'], float(obj['c']), float(obj['a'])
@@ -187,7 +191,7 @@ def unpack_record(obj):
         raise InvalidData('malformed session record') from exc
     if not isinstance(data, dict):
         raise InvalidData('malformed session record')
-    return Record(data, created, accessed)
+    return Record(data, created, accessed, stale)
 
 
 class SessionStore:
@@ -244,7 +248,7 @@ class SessionStore:
     def _decode(self, session_id, raw):
         """Return a :class:`Record` from stored bytes, or None (logged) if invalid."""
         try:
-            return unpack_record(self.codec.loads(raw))
+            return unpack_record(*self.codec.loads_checked(raw))
         except InvalidData as exc:
             log.warning('ignoring unreadable %s session %s...: %s',
                         self.name, session_id[:8], exc)
@@ -266,13 +270,14 @@ class BaseNamespaceManager(NamespaceManager):
 
     name = 'base'
 
-    def __init__(self, namespace, secret=None, data_serializer='pickle', **options):
+    def __init__(self, namespace, secret=None, data_serializer='pickle',
+                 secret_fallbacks=(), **options):
         super().__init__(namespace)
         if not secret:
             raise ValueError(
                 'cache regions of type %r need a "secret" to sign what they '
                 'store' % self.name)
-        self.codec = SignedCodec(data_serializer, secret, 'cache')
+        self.codec = SignedCodec(data_serializer, secret, 'cache', fallbacks=secret_fallbacks)
         self.codec_name = data_serializer if isinstance(data_serializer, str) else 'custom'
         self.options = options
 

@@ -43,7 +43,8 @@ class CookieSessionStore(SessionStore):
 
     def __init__(self, options, codec):
         key = options['validate_key'] or options['secret']
-        super().__init__(options, SignedCodec(options['data_serializer'], key, 'cookie'))
+        super().__init__(options, SignedCodec(options['data_serializer'], key, 'cookie',
+                                              fallbacks=options['secret_fallbacks']))
         self.cipher = _aesgcm(options['encrypt_key']) if options['encrypt_key'] else None
 
     def dump_cookie(self, data, created, accessed):
@@ -66,7 +67,7 @@ class CookieSessionStore(SessionStore):
             raw = base64.urlsafe_b64decode(value + '=' * (-len(value) % 4))
             if self.cipher is not None:
                 raw = self._decrypt(raw)
-            return unpack_record(self.codec.loads(raw))
+            return unpack_record(*self.codec.loads_checked(raw))
         except (InvalidData, binascii.Error, ValueError) as exc:
             log.info('ignoring a session cookie that does not verify: %s', exc)
             return None

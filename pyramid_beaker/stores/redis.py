@@ -206,9 +206,12 @@ class RedisSessionStore(SessionStore):
     def _decode_fields(self, fields):
         data = {}
         created = accessed = None
+        stale = False
         for name, raw in fields.items():
             if name.startswith(_USER):
-                data[name[len(_USER):].decode('utf-8')] = self.codec.loads(raw)
+                value, old = self.codec.loads_checked(raw)
+                data[name[len(_USER):].decode('utf-8')] = value
+                stale = stale or old
             elif name == _CREATED:
                 created = float(raw)
             elif name == _ACCESSED:
@@ -217,7 +220,7 @@ class RedisSessionStore(SessionStore):
                 raise InvalidData('unexpected field %r' % name[:40])
         if created is None or accessed is None:
             raise InvalidData('missing metadata')
-        return Record(data, created, accessed)
+        return Record(data, created, accessed, stale)
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
         args = [int(ttl), created, 1 if create else 0, len(deleted)]
