@@ -23,7 +23,7 @@ from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
 from ..codec import InvalidData
-from ..coerce import as_required_str, as_str, mask_url
+from ..coerce import as_host_port, as_list, as_required_str, as_str, mask_url
 from .base import (
     Backend,
     BaseNamespaceManager,
@@ -44,6 +44,8 @@ log = logging.getLogger('pyramid_beaker')
 DEFAULT_KEY_PREFIX = 'beaker:'
 DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_LOCK_TIMEOUT = 30.0
+#: Retries of a command that failed on a primary that went away (Sentinel).
+FAILOVER_RETRIES = 6
 _USER = b'k:'
 _CREATED = b'm:created'
 _ACCESSED = b'm:accessed'
@@ -123,16 +125,6 @@ def as_client(value, label):
         '"%s" must be a redis.Redis client, not %r' % (label, value))
 
 
-#: Backend options (``session.<name>`` or ``cache.<region>.<name>``).
-OPTIONS = {
-    'url': as_redis_url,
-    'client': as_client,
-    'key_prefix': as_str,
-    'socket_timeout': as_seconds_float,
-    'lock_timeout': as_seconds_float,
-}
-
-
 def _option(options, name, default):
     """Return a (coerced) option, or ``default`` when it is not set."""
     value = options.get(name)
@@ -140,12 +132,85 @@ def _option(options, name, default):
 
 
 def connect(options):
-    """Return ``options['client']``, or a new :class:`redis.Redis` for ``url``."""
+    """Return ``options['client']``, or a new client for ``url`` or ``sentinels``."""
     if options.get('client') is not None:
         return options['client']
     timeout = _option(options, 'socket_timeout', DEFAULT_SOCKET_TIMEOUT)
+    if options.get('sentinels'):
+        return _primary_of(options, timeout)
     return redis.Redis.from_url(
         options['url'], socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def _primary_of(options, timeout):
+    """A client of the primary that the Sentinels name for ``service_name``.
+
+    Its connections ask the Sentinels for the primary's address whenever
+    they (re)connect.  A command that fails because the primary went away
+    or was demoted (``READONLY``) is sent again, after a short backoff, to
+    the primary the Sentinels name then.
+    """
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    credentials = {}
+    if options.get('url'):  # with sentinels, the URL gives credentials and db only
+        parsed = redis.connection.parse_url(options['url'])
+        credentials = {name: parsed[name] for name in ('db', 'username', 'password')
+                       if name in parsed}
+    sentinel = redis.sentinel.Sentinel(
+        options['sentinels'], socket_timeout=timeout, socket_connect_timeout=timeout)
+    return sentinel.master_for(
+        options['service_name'], socket_timeout=timeout, socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), FAILOVER_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
+        **credentials)
+
+
+def as_sentinels(value, label):
+    """Coerce the Sentinels' addresses: ``host:port`` separated by spaces or commas."""
+    if value is None or value == '':
+        return None
+    items = value if isinstance(value, (list, tuple)) else as_list(value)
+    if not items:
+        return None
+    return [as_host_port(item, label) for item in items]
+
+
+def check(options, label):
+    """``sentinels`` needs ``service_name``; its ``url`` may not name a host."""
+    if not options.get('sentinels'):
+        return
+    if not options.get('service_name'):
+        raise ConfigurationError('"%s" is required with "%s"'
+                                 % (label('service_name'), label('sentinels')))
+    url = options.get('url')
+    if url and urllib.parse.urlsplit(url).hostname:
+        raise ConfigurationError(
+            '"%s" = %r names a server, but the Sentinels name the primary: with '
+            '"%s", give only credentials and a database (redis://:password@/0)'
+            % (label('url'), mask_url(url), label('sentinels')))
+
+
+#: Backend options (``session.<name>`` or ``cache.<region>.<name>``).
+OPTIONS = {
+    'url': as_redis_url,
+    'client': as_client,
+    'sentinels': as_sentinels,
+    'service_name': as_str,
+    'key_prefix': as_str,
+    'socket_timeout': as_seconds_float,
+    'lock_timeout': as_seconds_float,
+}
+
+
+def _describe(options, client):
+    """Where a store's data is, for error messages (no password)."""
+    if options.get('sentinels'):
+        return 'Sentinels %s (service %s)' % (
+            ' '.join('%s:%d' % address for address in options['sentinels']),
+            options['service_name'])
+    return mask_url(options.get('url') or repr(client))
 
 
 class RedisSessionStore(SessionStore):
@@ -162,7 +227,7 @@ class RedisSessionStore(SessionStore):
         super().__init__(options, codec)
         self.client = connect(options)
         self._owns_client = options.get('client') is None
-        self.url = mask_url(options.get('url') or repr(self.client))
+        self.url = _describe(options, self.client)
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
         # redis-py sends EVALSHA, and on NOSCRIPT (e.g. after a restart)
         # loads the script and sends EVALSHA again.
@@ -231,12 +296,14 @@ class RedisSessionStore(SessionStore):
             args.append(_field(name))
             args.append(self.codec.dumps(value))
         with self._errors('save'):
-            return bool(self._save_script(keys=[self.key(session_id)], args=args))
+            return self._run_save(session_id, args)
 
     def touch(self, session_id, accessed, ttl):
         with self._errors('touch'):
-            return bool(self._save_script(keys=[self.key(session_id)],
-                                          args=[int(ttl), accessed, 0, 0, _ACCESSED, accessed]))
+            return self._run_save(session_id, [int(ttl), accessed, 0, 0, _ACCESSED, accessed])
+
+    def _run_save(self, session_id, args):
+        return bool(self._save_script(keys=[self.key(session_id)], args=args))
 
     def delete(self, session_id):
         with self._errors('delete'):
@@ -264,7 +331,8 @@ def _shared_client(options):
     """One client (connection pool) per URL and timeout for all namespaces."""
     if options.get('client') is not None:
         return options['client']
-    ident = (options.get('url'), options.get('socket_timeout'))
+    ident = (options.get('url'), options.get('socket_timeout'),
+             tuple(options.get('sentinels') or ()), options.get('service_name'))
     client = _clients.get(ident)
     if client is None:
         client = _clients.setdefault(ident, connect(options))
@@ -363,7 +431,8 @@ BACKEND = Backend(
     session_store=RedisSessionStore,
     namespace_manager=RedisNamespaceManager,
     beaker_name='pyramid_beaker.redis',
-    location=('url', 'client'),
+    location=('url', 'sentinels', 'client'),
     options=OPTIONS,
     connect=connect,
+    check=check,
 )
