@@ -23,7 +23,7 @@ BUILTIN = {
     'file': ((), ('data_dir',), False, True),
     'dbm': ((), ('data_dir',), False, True),
     'cookie': ((), (), False, False),
-    'ext:redis': (('redis',), ('url', 'client'), False, True),
+    'ext:redis': (('redis',), ('url', 'sentinels', 'client'), False, True),
     'ext:memcached': (('memcached',), ('url', 'client'), False, True),
     'ext:database': (('database',), ('url', 'bind'), False, True),
 }

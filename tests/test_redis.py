@@ -216,7 +216,8 @@ def test_backend_module_attributes():
     assert backend.namespace_manager is RedisNamespaceManager
     assert backend.beaker_name == 'pyramid_beaker.redis'
     assert set(backend.options) == {
-        'url', 'client', 'key_prefix', 'socket_timeout', 'lock_timeout'}
+        'url', 'client', 'sentinels', 'service_name', 'key_prefix', 'socket_timeout',
+        'lock_timeout'}
     assert find_backend('redis') == (backend, 'ext:redis')
 
 
