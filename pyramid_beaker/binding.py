@@ -134,6 +134,12 @@ class Binding:
         self.manager = manager
         #: ``get_entry(key)``: the entry of ``key`` (fresh or not) or None.
         self.get_entry = manager.get_entry if self.process_local else self._current_entry
+        raw_get = getattr(manager, 'raw_get', None)
+        if self.process_local and raw_get is not None:
+            # The dict's own get: no Python frame on a hit; the caller checks
+            # the age (expired entries are swept as new ones are written).
+            self.get_entry = raw_get
+            self.check_age = self.expire is not None
         self._read_entry = self.get_entry  # the same, never traced
         self._warned_at = {}  # action -> time.monotonic() of its last warning
         self._pending = {}  # (event loop, key) -> future of an async computation

@@ -159,7 +159,10 @@ def coroutine_wrapper(cached):
     func, key_of, now = cached.func, cached.key, time.time
 
     async def cached_coroutine(*args, **kw):
-        registry = threadlocals.get()['registry']
+        try:
+            registry = threadlocals.stack[-1]['registry']
+        except IndexError:  # outside a request and config.begin()
+            registry = threadlocals.get()['registry']
         binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
         if binding is None or not binding.enabled:
             binding = cached.binding(registry)

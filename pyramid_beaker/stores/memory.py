@@ -142,8 +142,13 @@ class MemoryNamespaceManager(NamespaceManager):
                 entries = self._namespaces[namespace] = _Entries()
         self.dictionary = entries
         self.max_entries = max_entries
+        #: ``raw_get(key)``: the stored entry, expired or not (None without an
+        #: LRU order to keep up): the cheapest read, for callers that check
+        #: the age themselves.
+        self.raw_get = entries.get
         if max_entries is not None:
             self.get_entry = self._get_recent
+            self.raw_get = None
         self.options = options
 
     def get_creation_lock(self, key):
