@@ -195,7 +195,8 @@ class MemoryNamespaceManager(NamespaceManager):
     def _sweep(self, current):
         """Drop expired entries (the caller holds the namespace's lock)."""
         entries = self.dictionary
-        expired = [key for key, entry in entries.items()
+        # list() copies in one step: readers and deleters never lock.
+        expired = [key for key, entry in list(entries.items())
                    if entry[1] is not None and entry[0] + entry[1] <= current]
         for key in expired:
             entries.pop(key, None)
