@@ -167,7 +167,8 @@ def count_instructions(calls):
                 subprocess.run(
                     ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out,
                      sys.executable, __file__, '--only', name, '--calls', str(count)],
-                    check=True, capture_output=True, timeout=900)
+                    check=True, capture_output=True, timeout=900,
+                    env=dict(os.environ, PYTHONHASHSEED='0'))  # same dict layouts
                 with open(out) as profile:
                     summary = [line for line in profile if line.startswith('summary:')]
                 totals.append(int(summary[0].split()[1]))
