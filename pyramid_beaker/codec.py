@@ -97,6 +97,28 @@ class SignedCodec:
     def loads_checked(self, data):
         """Return ``(value, stale)``; ``stale`` is True when ``data`` should be
         written again: signed with an old secret, or not encrypted as asked."""
+        payload, stale = self._payload(data)
+        return self._parse(payload), stale
+
+    def loads_all_checked(self, datas):
+        """Return ``(values, stale)`` for the envelopes ``datas``: a list, and
+        True when any of them should be written again.
+
+        Each envelope is checked as :meth:`loads_checked` does; JSON payloads
+        are then parsed together, in one call of the parser (a session of
+        many keys costs one parse, not one per key).
+        """
+        payloads, stale = [], False
+        for data in datas:
+            payload, old = self._payload(data)
+            payloads.append(payload)
+            stale = stale or old
+        if self.kind != b'j' or len(payloads) < 2:
+            return [self._parse(payload) for payload in payloads], stale
+        return self._parse(b'[' + b','.join(payloads) + b']'), stale
+
+    def _payload(self, data):
+        """Return ``(payload, stale)``: the checked (and decrypted) payload."""
         if isinstance(data, str):
             data = data.encode('latin-1')
         if (
@@ -120,8 +142,11 @@ class SignedCodec:
             stale = stale or self._cipher is not None
         else:
             raise InvalidData('stored with another serializer')
+        return payload, stale
+
+    def _parse(self, payload):
         try:
-            return self._loads(payload), stale
+            return self._loads(payload)
         except Exception as exc:  # a signed payload we cannot parse
             raise InvalidData('unreadable payload: %s' % exc) from exc
 

@@ -269,23 +269,17 @@ class RedisSessionStore(SessionStore):
         return None
 
     def _decode_fields(self, fields):
-        data = {}
-        created = accessed = None
-        stale = False
-        for name, raw in fields.items():
-            if name.startswith(_USER):
-                value, old = self.codec.loads_checked(raw)
-                data[name[len(_USER):].decode('utf-8')] = value
-                stale = stale or old
-            elif name == _CREATED:
-                created = float(raw)
-            elif name == _ACCESSED:
-                accessed = float(raw)
-            else:
-                raise InvalidData('unexpected field %r' % name[:40])
+        created = fields.pop(_CREATED, None)
+        accessed = fields.pop(_ACCESSED, None)
         if created is None or accessed is None:
             raise InvalidData('missing metadata')
-        return Record(data, created, accessed, stale)
+        names = []
+        for name in fields:
+            if not name.startswith(_USER):
+                raise InvalidData('unexpected field %r' % name[:40])
+            names.append(name[len(_USER):].decode('utf-8'))
+        values, stale = self.codec.loads_all_checked(fields.values())
+        return Record(dict(zip(names, values)), float(created), float(accessed), stale)
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
         args = [int(ttl), created, 1 if create else 0, len(deleted)]
