@@ -3,12 +3,16 @@
 ``TCPProxy(target_port)`` listens on a free loopback port and forwards each
 connection to ``127.0.0.1:target_port``.  ``stop()`` closes the listener and
 every forwarded connection (clients see closed connections and refusals, as
-when a server dies); ``start()`` listens again on the same port.  Use it as a
-context manager so that everything is closed.
+when a server dies); ``start()`` listens again on the same port.  ``freeze()``
+keeps every connection open and accepts new ones, but forwards nothing (as
+when a server hangs: the kernel still acknowledges what clients send);
+``thaw()`` forwards again.  Use it as a context manager so that everything
+is closed.
 """
 import selectors
 import socket
 import threading
+import time
 
 
 class TCPProxy:
@@ -19,6 +23,7 @@ class TCPProxy:
         self._sockets = set()
         self._lock = threading.Lock()
         self._threads = []
+        self.frozen = False
 
     def __enter__(self):
         self.start()
@@ -50,6 +55,14 @@ class TCPProxy:
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads = [thread for thread in self._threads if thread.is_alive()]
+
+    def freeze(self):
+        """Stop forwarding: connections stay open, nothing reaches either side."""
+        self.frozen = True
+
+    def thaw(self):
+        """Forward again what was held back and what comes next."""
+        self.frozen = False
 
     def _spawn(self, target, *args):
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -86,6 +99,9 @@ class TCPProxy:
                 selector.register(sock, selectors.EVENT_READ)
             try:
                 while client in self._sockets:
+                    if self.frozen:
+                        time.sleep(0.02)
+                        continue
                     for key, _ in selector.select(timeout=0.1):
                         data = key.fileobj.recv(65536)
                         if not data:

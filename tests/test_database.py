@@ -115,7 +115,7 @@ def test_backend_descriptor():
     assert backend.beaker_name == 'pyramid_beaker.database'
     assert beaker_cache.clsmap['pyramid_beaker.database'] is DatabaseNamespaceManager
     assert set(backend.options) == {
-        'url', 'bind', 'table_name', 'schema_name', 'lock_timeout', 'sa.'}
+        'url', 'bind', 'table_name', 'schema_name', 'lock_timeout', 'socket_timeout', 'sa.'}
     assert backend.location == ('url', 'bind')
 
 

@@ -16,8 +16,12 @@ otherwise, so that locking reads of missing rows take no gap locks (which
 make concurrent first saves deadlock).  The SQL is portable, but atomic
 merges need ``FOR UPDATE`` row locks, which SQLite lacks.
 """
+import contextlib
 import hashlib
+import math
+import os
 import random
+import socket
 import threading
 import time
 import warnings
@@ -51,6 +55,8 @@ except ImportError as exc:  # Beaker skips such entry points quietly
 SESSION_TABLE = 'beaker_sessions'
 CACHE_TABLE = 'beaker_cache'
 DEFAULT_LOCK_TIMEOUT = 30.0
+#: Seconds one database operation may take (``socket_timeout``).
+DEFAULT_SOCKET_TIMEOUT = 5.0
 #: SQLSTATE of "lock_not_available", raised when lock_timeout runs out.
 _LOCK_NOT_AVAILABLE = '55P03'
 #: SQLSTATEs of a transaction to run again: serialization failure, deadlock.
@@ -132,8 +138,23 @@ OPTIONS = {
     'table_name': as_str,
     'schema_name': as_str,
     'lock_timeout': as_timeout,
+    'socket_timeout': as_timeout,
     'sa.': as_engine_option,
 }
+
+
+def socket_timeout(options):
+    """The seconds one operation may take: ``socket_timeout`` or the default."""
+    return options.get('socket_timeout') or DEFAULT_SOCKET_TIMEOUT
+
+
+def _connect_args(dialect, timeout):
+    """Driver arguments that bound connecting (and, for PyMySQL, each read and write)."""
+    if dialect == 'postgresql':
+        return {'connect_timeout': max(2, math.ceil(timeout))}  # libpq's minimum is 2
+    if dialect in ('mysql', 'mariadb'):
+        return {'connect_timeout': timeout, 'read_timeout': timeout, 'write_timeout': timeout}
+    return {}
 
 
 def connect(options):
@@ -157,26 +178,126 @@ def connect(options):
         config['sa.isolation_level'] = 'READ COMMITTED'
     config.update((name, value) for name, value in options.items()
                   if name.startswith('sa.'))
+    config['sa.connect_args'] = dict(_connect_args(dialect, socket_timeout(options)),
+                                     **config.get('sa.connect_args', {}))
     config['sa.url'] = url
     return sa.engine_from_config(config, prefix='sa.')
 
 
-def run(engine, work):
+def run(engine, work, timeout=None):
     """Return ``work(conn)`` run in a transaction (none if ``engine`` autocommits).
 
     When the connection turns out broken (the database restarted since it
     was pooled), SQLAlchemy discards the pool's connections and ``work``
     runs once more, on a new one.  ``work`` must be safe to repeat: ours
-    are reads and merges.
+    are reads and merges.  With ``timeout``, the work and its commit must
+    end within that many seconds (see :func:`watched`); one that does not
+    raises :class:`OperationTimedOut` and is not repeated.
     """
     try:
-        with engine.begin() as conn:
-            return work(conn)
+        return _run_once(engine, work, timeout)
+    except OperationTimedOut:
+        raise
     except sa_exc.DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-    with engine.begin() as conn:
-        return work(conn)
+    return _run_once(engine, work, timeout)
+
+
+def _run_once(engine, work, timeout):
+    with engine.connect() as conn:
+        with watched(conn, timeout), conn.begin():
+            return work(conn)
+
+
+class OperationTimedOut(sa_exc.OperationalError):
+    """The database did not answer within ``socket_timeout`` seconds."""
+
+
+class _Watchdog:
+    """One thread that runs an action for each watched operation that overruns."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._due = {}  # token -> (deadline, action)
+        self._thread = None
+
+    def watch(self, seconds, action):
+        token = object()
+        with self._cond:
+            self._due[token] = (time.monotonic() + seconds, action)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name='pyramid_beaker database watchdog', daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        return token
+
+    def cancel(self, token):
+        with self._cond:
+            self._due.pop(token, None)
+
+    def _loop(self):
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                overdue = [token for token, (deadline, _) in self._due.items()
+                           if deadline <= now]
+                actions = [self._due.pop(token)[1] for token in overdue]
+                if not actions:
+                    wait = min((deadline for deadline, _ in self._due.values()),
+                               default=now + 60) - now
+                    self._cond.wait(max(wait, 0.001))
+                    continue
+            for action in actions:
+                action()
+
+
+_watchdog = _Watchdog()
+
+
+def _cut(dbapi_connection):
+    """Shut the socket of a DBAPI connection, so a call blocked on it returns."""
+    fileno = getattr(dbapi_connection, 'fileno', None)
+    try:
+        fd = fileno() if fileno is not None else dbapi_connection._sock.fileno()
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # already closed, or a driver we cannot reach into
+        pass
+
+
+@contextlib.contextmanager
+def watched(conn, timeout):
+    """Bound what runs on ``conn`` inside the block to ``timeout`` seconds.
+
+    A frozen server holds the connection open without answering, which no
+    driver timeout notices (TCP keeps acknowledging).  When the block
+    overruns, a watchdog thread shuts the connection's socket: the blocked
+    call fails at once, and the block raises :class:`OperationTimedOut`.
+    """
+    if not timeout:
+        yield
+        return
+    dbapi_connection = conn.connection.dbapi_connection
+    fired = []
+
+    def cut():
+        fired.append(True)
+        _cut(dbapi_connection)
+
+    token = _watchdog.watch(timeout, cut)
+    try:
+        yield
+    except sa_exc.DBAPIError as exc:
+        if fired:
+            conn.invalidate()
+            raise OperationTimedOut(
+                exc.statement, exc.params,
+                TimeoutError('no answer within %g s (socket_timeout)' % timeout)) from exc
+        raise
+    finally:
+        _watchdog.cancel(token)
 
 
 _engines = {}
@@ -188,7 +309,7 @@ def shared_engine(options):
     if options.get('bind') is not None:
         return options['bind']
     key = tuple(sorted((name, repr(value)) for name, value in options.items()
-                       if name == 'url' or name.startswith('sa.')))
+                       if name in ('url', 'socket_timeout') or name.startswith('sa.')))
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
@@ -206,13 +327,16 @@ def dispose_shared_engines():
             engine.dispose()
 
 
-def create_table(engine, table):
-    """Create ``table`` if it does not exist yet."""
+def create_table(engine, table, timeout=None):
+    """Create ``table`` if it does not exist yet (within ``timeout`` seconds)."""
     try:
-        table.create(engine, checkfirst=True)
+        run(engine, lambda conn: table.create(conn, checkfirst=True), timeout)
+    except OperationTimedOut:
+        raise
     except sa_exc.DBAPIError:
         # Another process may have created it between the check and CREATE.
-        if not sa.inspect(engine).has_table(table.name, schema=table.schema):
+        if not run(engine, lambda conn: sa.inspect(conn).has_table(
+                table.name, schema=table.schema), timeout):
             raise
 
 
@@ -254,6 +378,7 @@ class DatabaseSessionStore(SessionStore):
         super().__init__(options, codec)
         self._owns_engine = options.get('bind') is None
         self.engine = connect(options)
+        self.timeout = socket_timeout(options)
         self.reader = self.engine.execution_options(isolation_level='AUTOCOMMIT')
         self.url = self.engine.url.render_as_string(hide_password=False)
         if self.engine.dialect.name == 'sqlite':
@@ -278,9 +403,9 @@ class DatabaseSessionStore(SessionStore):
         """Return ``work(conn)`` (see :func:`run`); failures raise SessionBackendError."""
         try:
             if not self._table_exists:
-                create_table(self.engine, self.table)
+                create_table(self.engine, self.table, self.timeout)
                 self._table_exists = True
-            return run(engine, work)
+            return run(engine, work, self.timeout)
         except sa_exc.DBAPIError as exc:
             raise SessionBackendError(
                 'database session store at %s failed: %s'
@@ -391,18 +516,20 @@ _lock_engines = weakref.WeakKeyDictionary()
 _local_locks = weakref.WeakValueDictionary()
 
 
-def lock_engine(engine):
+def lock_engine(engine, timeout=DEFAULT_SOCKET_TIMEOUT):
     """An engine for ``engine``'s database whose connections are not pooled.
 
     Creation locks hold a connection while the value is computed; taking it
     from the app's pool would starve the computation (and every waiter)
-    of connections when the pool is small.
+    of connections when the pool is small.  Connecting is bounded by
+    ``timeout`` seconds.
     """
     with _engines_lock:
         found = _lock_engines.get(engine)
         if found is None:
             found = _lock_engines[engine] = sa.create_engine(
-                engine.url, poolclass=sa.pool.NullPool)
+                engine.url, poolclass=sa.pool.NullPool,
+                connect_args=_connect_args(engine.dialect.name, timeout))
         return found
 
 
@@ -433,10 +560,11 @@ class ServerLock:
     Subclasses implement :meth:`_take` and :meth:`_free` for ``ident``.
     """
 
-    def __init__(self, engine, ident, timeout):
+    def __init__(self, engine, ident, timeout, socket_timeout=DEFAULT_SOCKET_TIMEOUT):
         self.engine = engine
         self.ident = ident
         self.timeout = timeout
+        self.socket_timeout = socket_timeout
         self.conn = None
         self.local = _local_lock(ident)
 
@@ -463,11 +591,12 @@ class ServerLock:
         return locked
 
     def _acquire_on_server(self, wait, timeout):
-        conn = lock_engine(self.engine).connect()
+        conn = lock_engine(self.engine, self.socket_timeout).connect()
         try:
-            locked = self._take(conn, wait, timeout)
-            if locked:
-                conn.commit()
+            with watched(conn, timeout + self.socket_timeout):
+                locked = self._take(conn, wait, timeout)
+                if locked:
+                    conn.commit()
         except BaseException:
             conn.close()
             raise
@@ -482,8 +611,9 @@ class ServerLock:
         if conn is None:
             return
         try:
-            self._free(conn)
-            conn.commit()
+            with watched(conn, self.socket_timeout):
+                self._free(conn)
+                conn.commit()
         except sa_exc.DBAPIError:
             conn.invalidate()  # closing the connection frees the lock too
         finally:
@@ -540,14 +670,15 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         self.table = cache_table(
             self.options.get('table_name') or CACHE_TABLE, self.options.get('schema_name'))
         self.lock_timeout = self.options.get('lock_timeout') or DEFAULT_LOCK_TIMEOUT
+        self.timeout = socket_timeout(self.options)
         self._table_exists = False
 
     def _run(self, engine, work):
         """Return ``work(conn)`` (see :func:`run`), creating the table first."""
         if not self._table_exists:
-            create_table(self.engine, self.table)
+            create_table(self.engine, self.table, self.timeout)
             self._table_exists = True
-        return run(engine, work)
+        return run(engine, work, self.timeout)
 
     def _get_raw(self, key):
         table = self.table
@@ -602,10 +733,10 @@ class DatabaseNamespaceManager(BaseNamespaceManager):
         dialect = self.engine.dialect.name
         if dialect == 'postgresql':
             number = int.from_bytes(digest[:8], 'big', signed=True)
-            return AdvisoryLock(self.engine, number, self.lock_timeout)
+            return AdvisoryLock(self.engine, number, self.lock_timeout, self.timeout)
         if dialect in ('mysql', 'mariadb'):
             return NamedLock(self.engine, 'pyramid_beaker:' + digest.hex()[:48],
-                             self.lock_timeout)
+                             self.lock_timeout, self.timeout)
         return NameLock('pyramid_beaker/database/' + row_id, reentrant=True)
 
 
