@@ -141,7 +141,7 @@ def test_backend_options_are_inherited_only_by_backends_that_take_them():
         'cache.sa.pool_size': '3',
         'cache.remote.type': 'redis',
         'cache.remote.url': 'redis://127.0.0.1:6379/15',
-        'cache.remote.key_prefix': 'app:',
+        'cache.key_prefix': 'app:',
         'cache.db.type': 'database',
         'cache.db.url': 'postgresql+psycopg://postgres@127.0.0.1/test',
     }
@@ -153,7 +153,8 @@ def test_backend_options_are_inherited_only_by_backends_that_take_them():
         socket_timeout=2.0, key_prefix='app:')
     assert found['db']['type'] == 'pyramid_beaker.database'
     assert found['db']['sa.pool_size'] == 3  # coerced at startup
-    assert 'socket_timeout' not in found['db']
+    assert found['db']['socket_timeout'] == 2.0  # databases take it too
+    assert 'key_prefix' not in found['db']
 
 
 def test_backend_checks_the_url_it_is_given():
