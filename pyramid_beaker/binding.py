@@ -12,7 +12,6 @@ script, a worker thread, a background job), that of the app created most
 recently that bound the function, the rule ``pyramid.paster.bootstrap``
 and ``pshell`` follow with ``global_registries.last``.
 """
-import asyncio
 import itertools
 import logging
 import secrets
@@ -326,6 +325,8 @@ class Binding:
         other threads and processes are held off by the creation lock,
         polled without blocking the loop.
         """
+        import asyncio  # here: importing it costs every app's start 15 ms
+
         loop = asyncio.get_running_loop()
         pending = self._pending.get((loop, key))
         if pending is not None and not force:
@@ -346,6 +347,8 @@ class Binding:
                 del self._pending[loop, key]
 
     async def _create_async(self, key, compute, force, entry):
+        import asyncio
+
         generation = self.read_generation()
         marked = not force and self._marked_unstored(key)
         lock = None

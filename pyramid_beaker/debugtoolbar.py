@@ -12,6 +12,7 @@ panel then installs a :class:`Tracer` on each of the app's bindings and
 wraps the session factory's store in a :class:`TracedStore`; both write to
 the :class:`RequestTrace` the panel attached to the current request.
 """
+import sys
 import time
 
 from pyramid.interfaces import ISessionFactory
@@ -142,7 +143,11 @@ def add_toolbar_panel(registry):
 
     Run at commit by ``includeme``; pyramid_debugtoolbar includes itself
     immediately, so it is found whichever of the two was included first.
+    An app that never imported the toolbar has none: it is not imported
+    then (that would cost every app's start a good 50 ms).
     """
+    if 'pyramid_debugtoolbar' not in sys.modules:
+        return
     try:
         from pyramid_debugtoolbar.toolbar import IPanelMap, IToolbarWSGIApp
     except ImportError:  # the toolbar is an optional, development-only tool

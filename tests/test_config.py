@@ -556,7 +556,8 @@ config = Configurator(settings=settings)
 config.include('pyramid_beaker')
 app = config.make_wsgi_app()
 loaded = sorted(name for name in ('beaker.cache', 'redis', 'sqlalchemy', 'pymemcache',
-                                  'psycopg', 'memcache') if name in sys.modules)
+                                  'psycopg', 'memcache', 'pymysql', 'asyncio',
+                                  'pyramid_debugtoolbar') if name in sys.modules)
 import beaker.cache
 calls = []
 
