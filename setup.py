@@ -42,6 +42,7 @@ testing_requires = (
         'plaster_pastedeploy',
         'selenium >= 4.10',  # Service(executable_path=...) for chromedriver
         'hypothesis >= 6.0',  # property tests of the Cookie header
+        'python-memcached',  # Beaker's ext:memcached writes old sessions in migration tests
         'pyramid_jinja2 >= 2.10',  # the example app's templates (tests/test_example.py)
         'pyramid_debugtoolbar >= 4.10',  # the toolbar panel's test
     ]

@@ -147,6 +147,12 @@ class SessionFactory:
         else:
             codec = CopyCodec(options['data_serializer'])
         self.store = self.backend.session_store(options, codec)
+        #: Reads sessions Beaker wrote (``migrate_from = beaker``), or None.
+        self.beaker_reader = None
+        if options['migrate_from'] == 'beaker':
+            from .migrate import BeakerReader
+
+            self.beaker_reader = BeakerReader(options)
         self.client_side = self.store.client_side
         self.id_cookie = IdCookie(options['secret'], options['secret_fallbacks'])
         self.check_value = _value_check(options['data_serializer'])
@@ -220,6 +226,7 @@ class BeakerSession:
         self._loaded = False
         self._error = None
         self._finished = False
+        self._migrated = None
 
     # -- loading ----------------------------------------------------------
 
@@ -254,6 +261,10 @@ class BeakerSession:
             self._data = {}
             self._created = self._accessed = current
             self._new = True
+            if self._migrated:  # a Beaker session: saved anew under a new id
+                self._data = self._migrated
+                self._changed = dict(self._migrated)
+                self._new = False
         else:
             self._data = record.data
             self._created = record.created
@@ -282,9 +293,14 @@ class BeakerSession:
         if not value:
             return None
         if factory.client_side:
-            return factory.store.load_cookie(value)
+            record = factory.store.load_cookie(value)
+            if record is None and factory.beaker_reader is not None:
+                self._migrated = factory.beaker_reader.read_cookie(value)
+            return record
         self._id, stale_cookie = factory.id_cookie.loads_checked(value)
         if self._id is None:
+            if factory.beaker_reader is not None:
+                self._migrated = factory.beaker_reader.read_cookie(value)
             return None
         record = factory.store.load(self._id)
         if stale_cookie and record is not None:

@@ -76,6 +76,15 @@ def as_secrets(value, label):
                              'in an ini file), not %r' % (label, type(value).__name__))
 
 
+def as_migrate_from(value, label):
+    """Coerce ``migrate_from``: ``beaker`` (read Beaker's sessions) or none."""
+    if value is None or value == '' or (isinstance(value, str) and value.lower() == 'none'):
+        return None
+    if isinstance(value, str) and value.strip().lower() == 'beaker':
+        return 'beaker'
+    _fail(label, value, "'beaker' or none")
+
+
 def as_serializer(value, label):
     """Coerce ``data_serializer``: 'json', 'pickle' or an object with dumps/loads."""
     if isinstance(value, str) and value.strip().lower() in ('json', 'pickle'):
@@ -135,6 +144,8 @@ SESSION_OPTIONS = {
     'invalidate_corrupt': (as_bool, True),
     'cookie_on_exception': (as_bool, True),
     'constant_csrf_token': (as_str, None),
+    'migrate_from': (as_migrate_from, None),
+    'migrate_table_name': (as_str, None),
 }
 #: Where-to-store options accepted for every type (default None); a backend
 #: that uses one coerces it with its own coercer instead.
