@@ -52,7 +52,8 @@ testing_requires = (
     + mysql_requires
     + crypto_requires
 )
-benchmark_requires = ['dogpile.cache', 'pyramid_session_redis']
+hiredis_requires = redis_requires + ['hiredis >= 2']  # redis-py's C parser: faster replies
+benchmark_requires = ['dogpile.cache', 'pyramid_session_redis'] + hiredis_requires
 docs_requires = [
     'sphinx >= 7',  # the docs build (-W) in lint and .ci/run
     'pylons-sphinx-themes',  # the theme of every Pylons project's docs
@@ -102,6 +103,7 @@ setup(
     install_requires=install_requires,
     extras_require={
         'redis': redis_requires,
+        'hiredis': hiredis_requires,
         'memcached': memcached_requires,
         'database': database_requires,
         'mysql': mysql_requires,
