@@ -60,7 +60,7 @@ def _ids(text):
     return set(re.findall('[0-9a-f]{32}', text))
 
 
-@settings(max_examples=40, deadline=3000, database=None,
+@settings(max_examples=40, deadline=10000, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_cookie_header_is_safe(victim_app, data):
