@@ -119,6 +119,8 @@ setup(
             'pyramid_beaker.file = pyramid_beaker.stores.file:FileNamespaceManager',
             'pyramid_beaker.dbm = pyramid_beaker.stores.dbm:DBMNamespaceManager',
             'pyramid_beaker.redis = pyramid_beaker.stores.redis:RedisNamespaceManager',
+            'pyramid_beaker.rediscluster = '
+            'pyramid_beaker.stores.rediscluster:RedisClusterNamespaceManager',
             'pyramid_beaker.memcached = pyramid_beaker.stores.memcached:MemcachedNamespaceManager',
             'pyramid_beaker.database = pyramid_beaker.stores.database:DatabaseNamespaceManager',
         ],

@@ -9,6 +9,7 @@ and waits until the old primary replicates from the new one.
 port and is stopped by pid on exit; every wait is bounded.
 """
 import os
+import socket
 import subprocess
 import time
 
@@ -169,11 +170,29 @@ class SentinelGroup:
             process.stop()
 
 
+def cluster_port():
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 < 65536 and accepts_bind(port + 10000):
+            return port
+    raise RuntimeError('no free port pair for a cluster node')
+
+
+def accepts_bind(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+        return True
+
+
 class ClusterNode(ConfiguredRedis):
-    """A ``--cluster-enabled`` redis-server."""
+    """A ``--cluster-enabled`` redis-server (its bus on port + 10000)."""
 
     def __init__(self, directory):
-        port = free_port()
+        port = cluster_port()
         super().__init__(directory, '--cluster-enabled', 'yes',
                          '--cluster-config-file', os.path.join(directory, 'nodes-%d.conf' % port),
                          '--cluster-node-timeout', '5000', '--dbfilename', '%d.rdb' % port,
@@ -231,6 +250,58 @@ class RedisCluster:
         finally:
             client.close()
         raise LookupError(key)
+
+    def _node(self, port):
+        return next(node for node in self.nodes if node.port == port)
+
+    def start_moving(self, slot, target_port):
+        """Mark ``slot`` as migrating to ``target_port`` and move its keys there;
+        the source then answers ``ASK`` for them.  Return the source port."""
+        clients = {node.port: node.client(decode_responses=True) for node in self.nodes}
+        try:
+            ids = {port: c.execute_command('CLUSTER', 'MYID') for port, c in clients.items()}
+            source = self._owner(clients[target_port], slot)
+            clients[target_port].execute_command(
+                'CLUSTER', 'SETSLOT', slot, 'IMPORTING', ids[source])
+            clients[source].execute_command('CLUSTER', 'SETSLOT', slot, 'MIGRATING',
+                                            ids[target_port])
+            while True:
+                keys = clients[source].execute_command('CLUSTER', 'GETKEYSINSLOT', slot, 100)
+                if not keys:
+                    break
+                clients[source].execute_command(
+                    'MIGRATE', '127.0.0.1', target_port, '', 0, 5000, 'KEYS', *keys)
+            return source
+        finally:
+            for client in clients.values():
+                client.close()
+
+    def finish_moving(self, slot, target_port):
+        """Give ``slot`` to ``target_port`` on every node (clients then get ``MOVED``)."""
+        clients = [node.client(decode_responses=True) for node in self.nodes]
+        try:
+            target = self._node(target_port).client(decode_responses=True)
+            node_id = target.execute_command('CLUSTER', 'MYID')
+            target.close()
+            for client in clients:
+                client.execute_command('CLUSTER', 'SETSLOT', slot, 'NODE', node_id)
+        finally:
+            for client in clients:
+                client.close()
+
+    @staticmethod
+    def _owner(client, slot):
+        for start, end, *master in client.execute_command('CLUSTER', 'SLOTS'):
+            if start <= slot <= end:
+                return int(master[0][1])
+        raise LookupError(slot)
+
+    def slot(self, key):
+        client = self.nodes[0].client()
+        try:
+            return client.execute_command('CLUSTER', 'KEYSLOT', key)
+        finally:
+            client.close()
 
     def __exit__(self, *exc):
         for node in self.nodes:

@@ -25,6 +25,7 @@ BUILTIN = {
     'cookie': ((), (), False, False),
     'ext:redis': (('redis',), ('url', 'sentinels', 'client'), False, True),
     'ext:memcached': (('memcached',), ('url', 'client'), False, True),
+    'ext:rediscluster': (('rediscluster',), ('url', 'urls', 'client'), False, True),
     'ext:database': (('database',), ('url', 'bind'), False, True),
 }
 

@@ -8,6 +8,7 @@ container *before* anything can be verified: only use this where nobody
 else can write to the store.  Saves run under the class's write lock, which
 spans processes only where Beaker's lock does.
 """
+import inspect
 import sys
 
 from beaker.cache import clsmap
@@ -20,7 +21,7 @@ from .base import Backend, SessionStore, merge, pack_record
 #: The type-name prefix that opts into Beaker's own classes.
 PREFIX = 'beaker:'
 #: Options handed to Beaker's class as they are.
-PASSED_OPTIONS = ('data_dir', 'lock_dir', 'url')
+PASSED_OPTIONS = ('data_dir', 'lock_dir', 'url', 'urls')
 
 
 class BeakerNamespaceSessionStore(SessionStore):
@@ -153,6 +154,10 @@ class BeakerBackend(Backend):
         except (InvalidCacheBackendError, ImportError, RuntimeError) as exc:
             raise ConfigurationError('"%s" = %s cannot be used: %s'
                                      % (label('type'), type_name, exc)) from None
+        # Beaker's Redis Cluster class takes its startup nodes as ``urls``.
+        wanted = inspect.signature(cls.__init__).parameters
+        if 'urls' in wanted and 'url' not in wanted and options.get('url'):
+            options.setdefault('urls', options.pop('url'))
 
     def _ours(self, type_name):
         """Our backend of the same type name, or None."""

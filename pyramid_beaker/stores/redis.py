@@ -222,10 +222,12 @@ class RedisSessionStore(SessionStore):
     """
 
     name = 'ext:redis'
+    #: Makes the client (``ext:rediscluster`` makes a cluster client).
+    connect = staticmethod(connect)
 
     def __init__(self, options, codec):
         super().__init__(options, codec)
-        self.client = connect(options)
+        self.client = self.connect(options)
         self._owns_client = options.get('client') is None
         self.url = _describe(options, self.client)
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
@@ -321,11 +323,11 @@ def _as_bytes(name):
 _clients = {}
 
 
-def _shared_client(options):
-    """One client (connection pool) per URL and timeout for all namespaces."""
+def _shared_client(options, connect):
+    """One client (connection pool) per address and timeout for all namespaces."""
     if options.get('client') is not None:
         return options['client']
-    ident = (options.get('url'), options.get('socket_timeout'),
+    ident = (connect, options.get('url'), options.get('urls'), options.get('socket_timeout'),
              tuple(options.get('sentinels') or ()), options.get('service_name'))
     client = _clients.get(ident)
     if client is None:
@@ -341,10 +343,12 @@ class RedisNamespaceManager(BaseNamespaceManager):
     """
 
     name = 'ext:redis'
+    #: Makes the client (``ext:rediscluster`` makes a cluster client).
+    connect = staticmethod(connect)
 
     def __init__(self, namespace, secret=None, data_serializer='pickle', **options):
         super().__init__(namespace, secret, data_serializer, **options)
-        self.client = _shared_client(options)
+        self.client = _shared_client(options, self.connect)
         prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX).encode('utf-8')
         encoded = _as_bytes(namespace).replace(b'%', b'%25').replace(b':', b'%3A')
         self._cache_prefix = prefix + b'cache:' + encoded + b':'
