@@ -589,7 +589,7 @@ def test_our_registry_names_lead_to_the_classes_beaker_loads():
 
     ours = [backend for backend in stores.all_backends()
             if (backend.beaker_name or '').startswith('pyramid_beaker.')]
-    assert len(ours) == 6
+    assert len(ours) == 7
     for backend in ours:
         assert stores.namespace_manager_class(backend.beaker_name) \
             is beaker.cache.clsmap[backend.beaker_name] is backend.namespace_manager
