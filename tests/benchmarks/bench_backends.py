@@ -8,19 +8,28 @@ prints three tables, all measured in this one run:
    the pyramid_beaker 0.9 way, and ``pyramid_session_redis``; counted with
    ``MONITOR`` (a MULTI ... EXEC block is one round trip; the commands a
    Lua script runs are shown after "Lua:" and not counted).
-2. Cost per request, in process: the Pyramid router called as a WSGI app
+2. Round trips per request on every server store of this package, one
+   server and several side by side: Redis, Redis behind Sentinel, Redis
+   Cluster (``MONITOR`` on every node), one memcached and a pool of three
+   (the servers' own ``stats`` counters), PostgreSQL and MariaDB (SQLAlchemy
+   events: statements, commits and rollbacks, and the ping of each pool
+   checkout).
+3. Cost per request, in process: the Pyramid router called as a WSGI app
    with prepared environs; the median of several loops, and its ratio to
    the same app without a session factory (its 'untouched' view).
-3. Keys kept when 16 requests, released together by a barrier, each set
+4. Keys kept when 16 requests, released together by a barrier, each set
    their own key of one session on a waitress server (16 threads).
 
 Redis runs privately (``redis-server`` on a free port) when it is on PATH,
 else ``PYRAMID_BEAKER_REDIS_URL`` (default db 15 on 6379) is used and the
-command counts may include other clients' commands.  memcached is likewise
-started privately when ``PYRAMID_BEAKER_MEMCACHED`` does not answer.
-PostgreSQL comes from ``PYRAMID_BEAKER_POSTGRES_URL``; the database store
-uses a table of its own, dropped at the end.  Stores whose module or server
-is missing are reported as skipped.
+command counts may include other clients' commands; the Sentinel group (a
+primary, a replica, three Sentinels) and the three-node cluster always run
+privately.  memcached is likewise started privately when
+``PYRAMID_BEAKER_MEMCACHED`` does not answer; the pool is three private
+servers.  PostgreSQL and MariaDB come from ``PYRAMID_BEAKER_POSTGRES_URL``
+and ``PYRAMID_BEAKER_MARIADB_URL``; the database stores use a table of
+their own, dropped at the end.  Stores whose module or server is missing
+are reported as skipped.
 """
 import json
 import os
@@ -54,7 +63,10 @@ ATTEMPTS = 3
 LOOPS = 9
 LOOP_SECONDS = 0.2
 MODES = ('untouched', 'read', 'write')
-OURS = ('memory', 'file', 'cookie', 'dbm', 'ext:redis', 'ext:memcached', 'ext:database')
+#: One server, then several: each store of ours with the servers it runs on.
+SERVER_STORES = ('ext:redis', 'ext:redis sentinel', 'ext:rediscluster', 'ext:memcached',
+                 'ext:memcached pool', 'ext:database', 'ext:database mariadb')
+OURS = ('memory', 'file', 'cookie', 'dbm') + SERVER_STORES
 PEERS = ('beaker 0.9-style ext:redis', 'pyramid_session_redis')
 REDIS_IMPLS = ('ext:redis',) + PEERS
 
@@ -71,21 +83,31 @@ def our_factory(store_type, env):
     from pyramid_beaker.session import BeakerSessionFactoryConfig
 
     try:
-        stores.find_backend(store_type)
+        stores.find_backend(store_type.split()[0])
     except LookupError as exc:
         raise Skip('module not written yet (%s)' % exc) from None
-    options = {'type': store_type, 'secret': SECRET}
+    options = {'type': store_type.split()[0], 'secret': SECRET}
+    needs = {'ext:memcached': 'memcached', 'ext:memcached pool': 'memcached_pool',
+             'ext:redis sentinel': 'sentinels', 'ext:rediscluster': 'cluster',
+             'ext:database mariadb': 'mariadb'}.get(store_type)
+    if needs and not env.get(needs):
+        raise Skip('no %s here' % needs)
     if store_type in ('file', 'dbm'):
         options['data_dir'] = os.path.join(env['tmp'], store_type, 'data')
         options['lock_dir'] = os.path.join(env['tmp'], store_type, 'lock')
     elif store_type == 'ext:redis':
         options.update(url=env['redis'], key_prefix='bench:')
-    elif store_type == 'ext:memcached':
-        if not env.get('memcached'):
-            raise Skip('no memcached server')
-        options['url'] = env['memcached']
+    elif store_type == 'ext:redis sentinel':
+        options.update(sentinels=env['sentinels'], service_name=env['service'],
+                       key_prefix='bench:')
+    elif store_type == 'ext:rediscluster':
+        options.update(url=env['cluster'], key_prefix='bench:')
+    elif store_type in ('ext:memcached', 'ext:memcached pool'):
+        options['url'] = env[needs]
     elif store_type == 'ext:database':
         options.update(url=env['postgres'], table_name=env['table'])
+    elif store_type == 'ext:database mariadb':
+        options.update(url=env['mariadb'], table_name=env['table'])
     return BeakerSessionFactoryConfig(**options)
 
 
@@ -241,7 +263,125 @@ def command_table(env):
                 ['implementation'] + list(MODES) + ['new session'], rows)
 
 
-# -- 2. cost per request --------------------------------------------------------------
+# -- 2. round trips on every server store ---------------------------------------------
+
+class RedisCounter:
+    """Round trips to the Redis servers on ``ports`` (MONITOR on each)."""
+
+    def __init__(self, ports):
+        self.logs = [CommandLog(port) for port in ports]
+
+    def count(self):
+        return sum(round_trips(log.commands()) for log in self.logs)
+
+    def close(self):
+        for log in self.logs:
+            log.close()
+
+
+class MemcachedCounter:
+    """Commands the memcached servers at ``urls`` ran (their ``stats``)."""
+
+    COUNTERS = ('cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses')
+
+    def __init__(self, urls):
+        from pymemcache.client.base import Client
+
+        self.clients = [Client((url.split(':')[0], int(url.split(':')[1])), timeout=5)
+                        for url in urls]
+        self.last = self._total()
+
+    def _total(self):
+        return sum(int(client.stats()[name.encode()]) for client in self.clients
+                   for name in self.COUNTERS)
+
+    def count(self):
+        total = self._total()
+        found, self.last = total - self.last, total
+        return found
+
+    def close(self):
+        for client in self.clients:
+            client.close()
+
+
+class DatabaseCounter:
+    """Statements, commits, rollbacks and pool checkouts (each pinged) on ``engine``."""
+
+    EVENTS = ('before_cursor_execute', 'commit', 'rollback', 'checkout')
+
+    def __init__(self, engine):
+        from sqlalchemy import event
+
+        self.events = []
+        self.targets = []
+        for name in self.EVENTS:
+            target = engine.pool if name == 'checkout' else engine
+            listener = self._listener(name)
+            event.listen(target, name, listener)
+            self.targets.append((target, name, listener))
+
+    def _listener(self, name):
+        def listen(*args, **kwargs):
+            self.events.append(name)
+        return listen
+
+    def count(self):
+        found, self.events = len(self.events), []
+        return found
+
+    def close(self):
+        from sqlalchemy import event
+
+        for target, name, listener in self.targets:
+            event.remove(target, name, listener)
+
+
+def counter_for(name, app, env):
+    """A counter of the round trips ``name``'s store makes."""
+    from pyramid.interfaces import ISessionFactory
+
+    store = app.registry.getUtility(ISessionFactory).store
+    if name == 'ext:redis':
+        return RedisCounter([env['redis_port']])
+    if name == 'ext:redis sentinel':
+        return RedisCounter([store.client.connection_pool.get_master_address()[1]])
+    if name == 'ext:rediscluster':
+        return RedisCounter(env['cluster_ports'])
+    if name.startswith('ext:memcached'):
+        return MemcachedCounter(env['memcached_pool' if name.endswith('pool')
+                                    else 'memcached'].split(';'))
+    return DatabaseCounter(store.engine)
+
+
+def round_trip_table(env):
+    rows = []
+    for name in SERVER_STORES:
+        try:
+            app = make_app(build_factory(name, env))
+        except Skip as exc:
+            rows.append((name, ['skipped: %s' % exc]))
+            continue
+        cookie = new_session(app)
+        call(app, environ('/read', cookie))  # connections are open now
+        counter = counter_for(name, app, env)
+        cells = []
+        try:
+            counter.count()
+            for mode in MODES + ('new',):
+                counts = []
+                for _ in range(5):
+                    call(app, mode_environ(mode, cookie))
+                    counts.append(counter.count())
+                cells.append('%g' % statistics.median(counts))
+        finally:
+            counter.close()
+        rows.append((name, cells))
+    print_table('Round trips per request (median of 5), one server and several',
+                ['store'] + list(MODES) + ['new session'], rows)
+
+
+# -- 3. cost per request --------------------------------------------------------------
 
 def calibrate(app, env):
     """Requests per loop so that one loop takes about LOOP_SECONDS."""
@@ -291,7 +431,7 @@ def cost_table(env):
                 timings['ext:redis', 'write'] / timings[peer, 'write']))
 
 
-# -- 3. concurrent writers ----------------------------------------------------------
+# -- 4. concurrent writers ----------------------------------------------------------
 
 class Served(AppProcess):
     """This script's app for one implementation, under waitress in a subprocess
@@ -323,8 +463,7 @@ def surviving_keys(url):
 
 def concurrency_table(env):
     rows = []
-    for name in ('memory', 'file', 'dbm', 'ext:redis', 'ext:memcached',
-                 'ext:database') + PEERS:
+    for name in ('memory', 'file', 'dbm') + SERVER_STORES + PEERS:
         try:
             with Served(name, env) as server:
                 kept = [surviving_keys(server.url) for _ in range(ATTEMPTS)]
@@ -393,20 +532,55 @@ def start_servers(cleanups):
             cleanups.append(server.stop)
             env['memcached'] = server.url
             print('memcached: private server on port %d' % server.port)
-    cleanups.append(lambda: drop_table(env))
+    start_clusters(env, cleanups)
+    import sqlalchemy as sa
+
+    mariadb = os.environ.get('PYRAMID_BEAKER_MARIADB_URL',
+                             'mysql+pymysql://root@127.0.0.1:3306/test')
+    parsed = sa.engine.make_url(mariadb)
+    if accepts(parsed.port or 3306, parsed.host or '127.0.0.1', timeout=1):
+        env['mariadb'] = mariadb
+    for url in ('postgres', 'mariadb'):
+        if env.get(url):
+            cleanups.append(lambda url=url: drop_table(env[url], env['table']))
     return env
 
 
-def drop_table(env):
+def start_clusters(env, cleanups):
+    """The memcached pool, the Sentinel group and the Redis Cluster, all private."""
+    from tests.redis_servers import SERVICE, RedisCluster, SentinelGroup
+
+    if shutil.which('memcached'):
+        pool = [MemcachedServer().start() for _ in range(3)]
+        cleanups.extend(server.stop for server in pool)
+        env['memcached_pool'] = ';'.join(server.url for server in pool)
+        print('memcached pool: private servers on ports %s'
+              % ', '.join(str(server.port) for server in pool))
+    if shutil.which('redis-server'):
+        directory = os.path.join(env['tmp'], 'redis')
+        os.makedirs(directory)
+        group = SentinelGroup(directory).__enter__()
+        cleanups.append(group.__exit__)
+        env['sentinels'], env['service'] = group.addresses, SERVICE
+        cluster = RedisCluster(directory).__enter__()
+        cleanups.append(cluster.__exit__)
+        env['cluster'] = cluster.url
+        env['cluster_ports'] = [node.port for node in cluster.nodes]
+        print('Redis Sentinel: primary %d, replica %d, Sentinels %s; Redis Cluster: %s'
+              % (group.primary.port, group.replica.port, group.addresses,
+                 ', '.join(str(port) for port in env['cluster_ports'])))
+
+
+def drop_table(url, table):
     try:
         import sqlalchemy as sa
 
-        engine = sa.create_engine(env['postgres'])
+        engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.execute(sa.text('DROP TABLE IF EXISTS %s' % env['table']))
+            conn.execute(sa.text('DROP TABLE IF EXISTS %s' % table))
         engine.dispose()
     except Exception as exc:  # the database may simply not be there
-        print('(could not drop %s: %s)' % (env['table'], exc))
+        print('(could not drop %s: %s)' % (table, exc))
 
 
 def main():
@@ -416,6 +590,7 @@ def main():
         env = start_servers(cleanups)
         print('Python %s; %d CPUs' % (sys.version.split()[0], os.cpu_count()))
         command_table(env)
+        round_trip_table(env)
         cost_table(env)
         concurrency_table(env)
     finally:
