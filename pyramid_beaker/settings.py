@@ -216,11 +216,12 @@ def coerce_session_options(labelled, prefix='session.'):
     for name, value in raw.items():
         if name in SESSION_OPTIONS:
             continue
-        coerce = backend.coercer(name) or LOCATION_OPTIONS.get(name)
+        coerce = backend.coercer(name, sessions=True) or LOCATION_OPTIONS.get(name)
         if coerce is not None:
             options[name] = coerce(value, label(name))
         elif name not in IGNORED_SESSION_OPTIONS:
-            known = list(SESSION_OPTIONS) + list(LOCATION_OPTIONS) + list(backend.options)
+            known = list(SESSION_OPTIONS) + list(LOCATION_OPTIONS) + [
+                option for option in backend.options if option not in backend.region_only]
             raise ConfigurationError('"%s" is not a session option for "%s" = %s%s' % (
                 label(name), label('type'), type_name, did_you_mean(name, known)))
     _check_session_options(options, label)

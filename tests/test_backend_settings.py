@@ -130,3 +130,20 @@ def test_a_beaker_type_whose_driver_is_missing_fails_at_startup():
         '"cache.r.type" = beaker:ext:redis cannot be used: RedisNamespaceManager '
         'needs redis, which is not installed',
     ]
+
+
+@pytest.mark.parametrize('store_type, options', [
+    ('ext:redis', {'url': 'redis://127.0.0.1:6379/15', 'lock_timeout': '5'}),
+    ('ext:memcached', {'url': '127.0.0.1:11211', 'lock_timeout': '5'}),
+    ('ext:database', {'url': PG, 'lock_timeout': '5'}),
+    ('memory', {'max_entries': '100'}),
+])
+def test_options_of_cache_regions_only_are_refused_for_sessions(store_type, options):
+    name = next(iter(set(options) - {'url'}))
+    with pytest.raises(ConfigurationError,
+                       match='"session.%s" is not a session option for "session.type" = '
+                       % name):
+        session_factory_from_settings(_settings('session.', store_type, options))
+    settings = _settings('cache.r.', store_type, options)
+    settings['cache.regions'] = 'r'
+    assert set_cache_regions_from_settings(settings)['r'][name] == int(options[name])

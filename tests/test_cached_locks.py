@@ -83,11 +83,13 @@ def test_views_that_use_the_session_do_not_queue_requests():
     assert running['most'] >= 3
 
 
+@pytest.mark.parametrize('database', ['postgres', 'mariadb'])
 @pytest.mark.parametrize('pool_size', ['5', '1'])
-def test_postgresql_locks_do_not_starve_a_small_pool(postgres_url, pool_size):
+def test_database_locks_do_not_starve_a_small_pool(database, pool_size, request):
     table = 'pbcache_%s' % uuid.uuid4().hex[:12]
+    url = request.getfixturevalue(database + '_url')
     config = make_config(app_name='pg', cache__short_term__type='ext:database',
-                         cache__short_term__url=postgres_url,
+                         cache__short_term__url=url,
                          cache__short_term__table_name=table,
                          cache__short_term__secret='pg-lock-secret-0123',
                          **{'cache.short_term.sa.pool_size': pool_size,

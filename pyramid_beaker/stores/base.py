@@ -61,6 +61,8 @@ class Backend:
     :param signs_entries: the same for cache entries.
     :param options: ``{option: coercer}`` for the type's own options; a
         name ending in ``.`` coerces a family (``sa.`` for ``sa.pool_size``).
+    :param region_only: the names among ``options`` that only cache regions
+        take (``lock_timeout``); sessions refuse them.
     :param connect: ``connect(options)`` returns the client, pool or engine
         both the session store and the namespace manager use (a ready one
         given in the options is returned as is).
@@ -76,7 +78,8 @@ class Backend:
     def __init__(self, name, *, aliases=(), session_store=None,
                  namespace_manager=None, beaker_name=None, location=(),
                  process_local=False, drops_expired=False, signs_sessions=True,
-                 signs_entries=True, options=None, connect=None, check=None):
+                 signs_entries=True, options=None, region_only=(), connect=None,
+                 check=None):
         self.name = name
         self.aliases = tuple(aliases)
         self.session_store = session_store
@@ -88,6 +91,7 @@ class Backend:
         self.signs_sessions = signs_sessions
         self.signs_entries = signs_entries
         self.options = dict(options or {})
+        self.region_only = frozenset(region_only)
         self._connect = connect
         self._check = check
 
@@ -103,8 +107,13 @@ class Backend:
         """Return the canonical name if ``name`` is one of ours, else None."""
         return self.name if name in self.names else None
 
-    def coercer(self, option):
-        """Return the coercer of ``option`` (or of its family), or None."""
+    def coercer(self, option, sessions=False):
+        """Return the coercer of ``option`` (or of its family), or None.
+
+        With ``sessions``, options only cache regions take have none.
+        """
+        if sessions and option in self.region_only:
+            return None
         found = self.options.get(option)
         if found is None and '.' in option:
             found = self.options.get(option.split('.', 1)[0] + '.')

@@ -748,6 +748,7 @@ BACKEND = Backend(
     beaker_name='pyramid_beaker.database',
     location=('url', 'bind'),
     options=OPTIONS,
+    region_only=('lock_timeout',),
     connect=connect,
     check=check,
 )

@@ -446,5 +446,6 @@ BACKEND = Backend(
     beaker_name='pyramid_beaker.memcached',
     location=('url', 'client'),
     options=OPTIONS,
+    region_only=('lock_timeout',),
     connect=connect,
 )

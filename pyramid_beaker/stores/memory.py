@@ -232,6 +232,6 @@ BACKEND = Backend(
     drops_expired=True,
     signs_sessions=False,
     signs_entries=False,
-    # Cache regions only: the most entries one namespace keeps.
-    options={'max_entries': as_positive_int},
+    options={'max_entries': as_positive_int},  # the most entries a namespace keeps
+    region_only=('max_entries',),
 )

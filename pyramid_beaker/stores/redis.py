@@ -431,6 +431,7 @@ BACKEND = Backend(
     beaker_name='pyramid_beaker.redis',
     location=('url', 'sentinels', 'client'),
     options=OPTIONS,
+    region_only=('lock_timeout',),
     connect=connect,
     check=check,
 )

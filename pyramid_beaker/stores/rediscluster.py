@@ -117,5 +117,6 @@ BACKEND = Backend(
     beaker_name='pyramid_beaker.rediscluster',
     location=('url', 'urls', 'client'),
     options=OPTIONS,
+    region_only=('lock_timeout',),
     connect=connect,
 )
