@@ -2,6 +2,7 @@
 import json
 import os
 import threading
+import time
 
 import pytest
 import redis
@@ -46,26 +47,32 @@ def test_hits_misses_and_stores_per_function_and_region():
 
 
 def test_concurrent_misses_wait_for_the_lock_and_count_the_time():
+    """The second caller arrives while the first computes (1 s) and waits."""
     config = make_config(app_name='stats-lock')
     results, errors = [], []
 
     def call():
         try:
-            results.append(in_app(config, services.slow_square, 7, 0.3))
+            results.append(in_app(config, services.slow_square, 7, 1.0))
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=call) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    before = services.CALLS['slow_square']
+    first = threading.Thread(target=call)
+    first.start()
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while services.CALLS['slow_square'] == before and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the first caller is computing
+    second = threading.Thread(target=call)
+    second.start()
+    for thread in (first, second):
         thread.join(JOIN_TIMEOUT)
     assert errors == [] and results == [49, 49]
     found = counts(config, 'tests.scanfixtures.services.slow_square')
     assert found['misses'] == 1  # computed once
     assert found['hits'] == 1  # the other found it once the lock was free
     assert found['lock_waits'] == 2
-    assert found['lock_wait_time'] >= 0.2  # one waited for the computation
+    assert found['lock_wait_time'] >= 0.5  # the second waited for the computation
 
 
 @pytest.fixture
