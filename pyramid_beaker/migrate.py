@@ -5,7 +5,9 @@ pickle (file, dbm, Redis) around the session, itself a pickle of the session
 dict, base64-encoded.  Nothing here runs what it reads: pickles go through
 :class:`RestrictedUnpickler`, which builds only plain containers and scalars
 (dict, list, tuple, set, str, bytes, int, float, bool, None, datetime), and
-the result is checked again.  Anything else reads as no session.
+the result is checked again.  Anything else reads as no session.  Once a
+session is migrated, Beaker's record of it is deleted, so its old cookie
+cannot bring it back.
 """
 import base64
 import binascii
@@ -124,16 +126,61 @@ class BeakerReader:
         self.secret = options['secret']
 
     def read_cookie(self, value):
-        """Return the session dict behind a cookie value Beaker made, or None.
+        """Return ``(id, data)`` for a cookie value Beaker made, or ``(None, None)``.
 
         For server-side types the cookie carries Beaker's signed id; for
         ``cookie`` it carries the session itself, signed with
-        ``validate_key`` (or ``secret``).
+        ``validate_key`` (or ``secret``), and the id is None.
         """
         if self.type == 'cookie':
-            return self._read_cookie_session(value)
+            return None, self._read_cookie_session(value)
         session_id = beaker_cookie_id(value, self.secret)
-        return None if session_id is None else self.read(session_id)
+        if session_id is None:
+            return None, None
+        data = self.read(session_id)
+        return (None, None) if data is None else (session_id, data)
+
+    def delete(self, session_id):
+        """Delete what Beaker stored for ``session_id`` (once it is migrated).
+
+        A store fault is logged, not raised: the migrated session is saved
+        already.
+        """
+        try:
+            self._delete(session_id)
+        except Exception as exc:  # any driver's fault: the request goes on
+            log.warning('could not delete migrated Beaker session %s...: %s',
+                        session_id[:8], exc)
+
+    def _delete(self, session_id):
+        if self.type == 'file':
+            path = _beaker_path(self.options['data_dir'], 'container_file', session_id, '.cache')
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+        elif self.type == 'dbm':
+            path = _beaker_path(self.options['data_dir'], 'container_dbm', session_id, '.dbm')
+            if dbm.whichdb(path) is not None:
+                with dbm.open(path, 'w') as db:
+                    if b'session' in db:
+                        del db[b'session']
+        elif self.type == 'ext:redis':
+            import redis
+
+            client = redis.Redis.from_url(self.options['url'], socket_timeout=5)
+            try:
+                client.delete('beaker_cache:%s:session' % session_id)
+            finally:
+                client.close()
+        elif self.type == 'ext:memcached':
+            client = self._memcached_client()
+            try:
+                client.delete(session_id + '_session', noreply=False)
+            finally:
+                client.close()
+        elif self.type == 'ext:database':
+            self._database_delete(session_id)
 
     def _read_cookie_session(self, value):
         value = value.strip('"')
@@ -192,15 +239,18 @@ class BeakerReader:
             return self._database_container(session_id)
         return None
 
-    def _memcached_payload(self, session_id):
-        """Beaker's memcached item ``<id>_session`` holds the payload itself."""
+    def _memcached_client(self):
         from pymemcache.client.base import Client
 
         from .coerce import as_host_port
 
         host, port = as_host_port(self.options['url'].split()[0].split(',')[0],
                                   'url', 11211)
-        client = Client((host, port), timeout=5, connect_timeout=5)
+        return Client((host, port), timeout=5, connect_timeout=5)
+
+    def _memcached_payload(self, session_id):
+        """Beaker's memcached item ``<id>_session`` holds the payload itself."""
+        client = self._memcached_client()
         try:
             return client.get(session_id + '_session')
         finally:
@@ -211,8 +261,7 @@ class BeakerReader:
         one row per session, a pickled ``{'session': payload}`` in ``data``."""
         import sqlalchemy as sa
 
-        table = sa.table(self.options.get('migrate_table_name') or 'beaker_cache',
-                         sa.column('namespace'), sa.column('data'))
+        table = self._beaker_table()
         engine = self.options.get('bind') or sa.create_engine(self.options['url'])
         try:
             with engine.connect() as conn:
@@ -224,6 +273,24 @@ class BeakerReader:
             if self.options.get('bind') is None:
                 engine.dispose()
         return None if row is None else restricted_loads(bytes(row.data))
+
+    def _database_delete(self, session_id):
+        import sqlalchemy as sa
+
+        table = self._beaker_table()
+        engine = self.options.get('bind') or sa.create_engine(self.options['url'])
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.delete(table).where(table.c.namespace == session_id))
+        finally:
+            if self.options.get('bind') is None:
+                engine.dispose()
+
+    def _beaker_table(self):
+        import sqlalchemy as sa
+
+        return sa.table(self.options.get('migrate_table_name') or 'beaker_cache',
+                        sa.column('namespace'), sa.column('data'))
 
 
 def _beaker_path(data_dir, container, session_id, extension):

@@ -226,7 +226,8 @@ class BeakerSession:
         self._loaded = False
         self._error = None
         self._finished = False
-        self._migrated = None
+        self._migrated = None  # the data of a Beaker session being migrated
+        self._beaker_id = None  # its id in Beaker's store (server-side types)
 
     # -- loading ----------------------------------------------------------
 
@@ -295,12 +296,12 @@ class BeakerSession:
         if factory.client_side:
             record = factory.store.load_cookie(value)
             if record is None and factory.beaker_reader is not None:
-                self._migrated = factory.beaker_reader.read_cookie(value)
+                _, self._migrated = factory.beaker_reader.read_cookie(value)
             return record
         self._id, stale_cookie = factory.id_cookie.loads_checked(value)
         if self._id is None:
             if factory.beaker_reader is not None:
-                self._migrated = factory.beaker_reader.read_cookie(value)
+                self._beaker_id, self._migrated = factory.beaker_reader.read_cookie(value)
             return None
         record = factory.store.load(self._id)
         if stale_cookie and record is not None:
@@ -521,6 +522,8 @@ class BeakerSession:
             self._finish_in_cookie(response)
         else:
             self._finish_in_store(response)
+            if self._beaker_id is not None:  # migrated (or logged out): once only
+                self._factory.beaker_reader.delete(self._beaker_id)
 
     def _finish_in_cookie(self, response):
         """Client-side sessions: the cookie holds the whole session."""

@@ -13,7 +13,7 @@ from pyramid_beaker.session import BeakerSessionFactoryConfig
 from .helpers import COOKIE, Trap, armed_pickle, cookie_id
 from .session_app import SECRET, make_app
 from .session_stores import _drop_table, store_options
-from .test_session_edges import raw_get
+from .test_session_edges import build_app, raw_get
 
 MIGRATED = ['file', 'dbm', 'ext:redis', 'ext:memcached', 'ext:database']
 
@@ -131,3 +131,70 @@ def test_the_restricted_unpickler_refuses_everything_else(tmp_dir):
     assert not os.path.exists(marker)
     with pytest.raises(NotPlainData):
         restricted_loads(pickle.dumps(Trap))
+
+
+def beaker_record_exists(options, session_id):
+    """True while Beaker's store still holds the session ``session_id``."""
+    from pyramid_beaker.migrate import BeakerReader
+
+    return BeakerReader(options).read(session_id) is not None
+
+
+@pytest.mark.parametrize('kind', MIGRATED)
+def test_a_beaker_session_is_migrated_once(kind, tmp_dir, request, factories):
+    options = store_options(kind, tmp_dir, request, migrate_from='beaker')
+    old_cookie = beaker_session(options, request)
+    old_id = old_cookie.partition('=')[2][40:]
+    app = make_app(factories(**options))
+    migrated = raw_get(app, '/get', old_cookie)
+    assert migrated.json['data'] == {'user': 'alice', 'basket': {'flask': 2}}
+    assert not beaker_record_exists(options, old_id)
+    # The user logs out of the migrated session; the old cookie, replayed,
+    # opens nothing.
+    new_cookie = migrated.headers['Set-Cookie'].split(';')[0]
+    assert raw_get(app, '/invalidate', new_cookie).status_int == 200
+    replayed = raw_get(app, '/get', old_cookie)
+    assert replayed.json['data'] == {}
+    assert 'Set-Cookie' not in replayed.headers or \
+        cookie_id(replayed.headers['Set-Cookie'].split(';')[0]) != cookie_id(new_cookie)
+
+
+@pytest.mark.parametrize('kind', MIGRATED)
+def test_logging_out_while_migrating_deletes_the_beaker_session(
+        kind, tmp_dir, request, factories):
+    options = store_options(kind, tmp_dir, request, migrate_from='beaker')
+    old_cookie = beaker_session(options, request)
+    app = make_app(factories(**options))
+    raw_get(app, '/invalidate', old_cookie)
+    assert not beaker_record_exists(options, old_cookie.partition('=')[2][40:])
+    assert raw_get(app, '/get', old_cookie).json['data'] == {}
+
+
+def test_a_failed_delete_of_the_beaker_session_is_logged_and_harmless(
+        tmp_dir, request, factories, caplog):
+    import sqlalchemy as sa
+
+    options = store_options('ext:database', tmp_dir, request, migrate_from='beaker')
+    old_cookie = beaker_session(options, request)
+    beaker_table = options['migrate_table_name']
+    moved = beaker_table + '_moved'
+    request.addfinalizer(lambda: _drop_table(options['url'], moved))
+
+    def break_beaker_table(req):
+        data = dict(req.session)  # read from Beaker's table ...
+        engine = sa.create_engine(options['url'])
+        with engine.begin() as conn:  # ... which then goes away
+            conn.execute(sa.text('ALTER TABLE %s RENAME TO %s' % (beaker_table, moved)))
+        engine.dispose()
+        return {'data': data}
+
+    app = build_app(factories(**options), {'break': break_beaker_table})
+    with caplog.at_level('WARNING', logger='pyramid_beaker'):
+        response = raw_get(app, '/hook/break', old_cookie)
+    assert response.status_int == 200
+    assert response.json['data'] == {'user': 'alice', 'basket': {'flask': 2}}
+    assert any('Beaker session' in r.getMessage() and 'delete' in r.getMessage()
+               for r in caplog.records)
+    new_cookie = response.headers['Set-Cookie'].split(';')[0]
+    assert raw_get(app, '/get', new_cookie).json['data'] == {
+        'user': 'alice', 'basket': {'flask': 2}}
