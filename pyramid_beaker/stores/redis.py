@@ -45,7 +45,7 @@ DEFAULT_KEY_PREFIX = 'beaker:'
 DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_LOCK_TIMEOUT = 30.0
 #: Retries of a command that failed on a primary that went away (Sentinel).
-FAILOVER_RETRIES = 6
+FAILOVER_RETRIES = 20
 _USER = b'k:'
 _CREATED = b'm:created'
 _ACCESSED = b'm:accessed'
