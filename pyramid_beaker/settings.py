@@ -70,7 +70,7 @@ def as_secrets(value, label):
     if isinstance(value, str):
         return tuple(value.split())
     if isinstance(value, (list, tuple)) and all(isinstance(item, str) and item
-                                                 for item in value):
+                                                for item in value):
         return tuple(value)
     raise ConfigurationError('"%s" must be a list of secrets (whitespace-separated '
                              'in an ini file), not %r' % (label, type(value).__name__))

@@ -143,9 +143,9 @@ class FileSessionStore(SessionStore):
         """Delete session files idle for more than ``max_idle`` seconds.
 
         The file's stored access time decides, with the session's own
-        lifetime (``set_expiry``) instead of ``max_idle`` when it has one; a file that cannot be read
-        as ours (a planted or corrupt file) is deleted too once its
-        modification time is that old.  Temporary files older than
+        lifetime (``set_expiry``) instead of ``max_idle`` when it has one; a
+        file that cannot be read as ours (a planted or corrupt file) is
+        deleted too once its modification time is that old.  Temporary files older than
         :data:`STALE_TEMPORARY` seconds, left by writers killed mid-write,
         are deleted as well (they are not counted).
         """
