@@ -54,6 +54,7 @@ from tests.backend_faults import (  # noqa: E402
     names,
     round_trips,
 )
+from tests.benchmarks.wsgi import environ  # noqa: E402
 from tests.helpers import http_get, run_together  # noqa: E402
 from tests.servers import AppExited, AppProcess  # noqa: E402
 
@@ -186,20 +187,6 @@ def make_app(factory):
         config.add_route(view.__name__, '/' + view.__name__)
         config.add_view(view, route_name=view.__name__)
     return config.make_wsgi_app()
-
-
-def environ(path, cookie=None, query=''):
-    env = {
-        'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '', 'PATH_INFO': path,
-        'QUERY_STRING': query, 'SERVER_NAME': 'localhost', 'SERVER_PORT': '80',
-        'HTTP_HOST': 'localhost', 'SERVER_PROTOCOL': 'HTTP/1.1',
-        'wsgi.url_scheme': 'http', 'wsgi.input': None, 'wsgi.errors': sys.stderr,
-        'wsgi.version': (1, 0), 'wsgi.multithread': False,
-        'wsgi.multiprocess': False, 'wsgi.run_once': False,
-    }
-    if cookie:
-        env['HTTP_COOKIE'] = cookie
-    return env
 
 
 def call(app, env):

@@ -50,6 +50,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from tests.benchmarks.wsgi import environ  # noqa: E402
+
 SECRET = 'bench-secret-0123456789'
 LOOPS = 9
 LOOP_SECONDS = 0.1
@@ -70,20 +72,6 @@ def check(condition, message):
 
 
 # -- requests through a real Pyramid router -------------------------------------------
-
-def environ(path, cookie=None, query=''):
-    env = {
-        'REQUEST_METHOD': 'GET', 'SCRIPT_NAME': '', 'PATH_INFO': path,
-        'QUERY_STRING': query, 'SERVER_NAME': 'localhost', 'SERVER_PORT': '80',
-        'HTTP_HOST': 'localhost', 'SERVER_PROTOCOL': 'HTTP/1.1',
-        'wsgi.url_scheme': 'http', 'wsgi.input': None, 'wsgi.errors': sys.stderr,
-        'wsgi.version': (1, 0), 'wsgi.multithread': False,
-        'wsgi.multiprocess': False, 'wsgi.run_once': False,
-    }
-    if cookie:
-        env['HTTP_COOKIE'] = cookie
-    return env
-
 
 def call(app, env):
     """Run one request; return ``(body, Set-Cookie 'name=value' or None)``."""
