@@ -150,6 +150,10 @@ class SignedCodec:
         except Exception as exc:  # a signed payload we cannot parse
             raise InvalidData('unreadable payload: %s' % exc) from exc
 
+    #: The public names of the two halves of :meth:`loads_checked`.
+    payload_checked = _payload
+    parse = _parse
+
     def _open(self, sealed):
         if self._cipher is None:
             raise InvalidData('encrypted, and no "encrypt_key" is set')

@@ -257,6 +257,7 @@ class BeakerSession:
                     factory.store.delete(self._id)
                 record = None
                 self._expiry = None
+        self._token = None if record is None else record.token  # handed back to save
         if record is None:
             self._id = None
             self._data = {}
@@ -560,9 +561,11 @@ class BeakerSession:
                 self._id = _new_id()
             saved = factory.store.save(
                 self._id, self._changed, frozenset(self._deleted),
-                self._created, now(), self._expiry or factory.ttl, create=create)
+                self._created, now(), self._expiry or factory.ttl, create=create,
+                token=None if create else self._token)
         elif self._touch:
-            saved = factory.store.touch(self._id, now(), self._expiry or factory.ttl)
+            saved = factory.store.touch(self._id, now(), self._expiry or factory.ttl,
+                                        token=self._token)
             if saved and not factory.cookie_has_lifetime and self._expiry is None:
                 return
         else:

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
+from pyramid.interfaces import ISessionFactory
 
 from pyramid_beaker.session import session_factory_from_settings
 from pyramid_beaker.stores import find_backend
@@ -205,6 +206,82 @@ def test_concurrent_saves_to_one_session_all_survive(store, database_url, table_
         other.close()
 
 
+def test_a_save_with_the_loaded_token_keeps_what_was_loaded_not_the_apps_copy(store):
+    sid, now = new_id(), time.time()
+    store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), now, now, 600)
+    record = store.load(sid)
+    assert record.token is not None
+    record.data['b'].append(3)  # what an app may do to the loaded dict
+    record.data.pop('a')
+    assert store.save(sid, {'c': 3}, frozenset(), now, now + 1, 600, create=False,
+                      token=record.token)
+    saved = store.load(sid)
+    assert (saved.data, saved.created, saved.accessed) == ({'a': 1, 'b': [1, 2], 'c': 3},
+                                                           now, now + 1)
+
+
+def test_a_save_whose_token_lost_the_race_merges_onto_the_winner(store, database_url,
+                                                                 table_name):
+    other = DatabaseSessionStore({'url': database_url, 'table_name': table_name}, CODEC)
+    try:
+        sid, now = new_id(), time.time()
+        store.save(sid, {'keep': 1, 'drop': 1}, frozenset(), now, now, 600)
+        first, second = store.load(sid), other.load(sid)
+        assert store.save(sid, {'a': 1}, frozenset(), now, now + 1, 600, create=False,
+                          token=first.token)
+        assert other.save(sid, {'b': 2}, frozenset({'drop'}), now, now + 2, 600,
+                          create=False, token=second.token)
+        assert store.touch(sid, now + 3, 600, token=second.token)  # stale too: merges
+        record = store.load(sid)
+        assert (record.data, record.created, record.accessed) == (
+            {'keep': 1, 'a': 1, 'b': 2}, now, now + 3)
+    finally:
+        other.close()
+
+
+def test_a_save_with_a_token_does_not_bring_back_a_deleted_or_expired_session(
+        store, engine, table_name):
+    sid, now = new_id(), time.time()
+    store.save(sid, {'a': 1}, frozenset(), now, now, 600)
+    record = store.load(sid)
+    store.delete(sid)  # a logout in another request
+    assert not store.save(sid, {'b': 2}, frozenset(), now, now + 1, 600, create=False,
+                          token=record.token)
+    assert not store.touch(sid, now + 2, 600, token=record.token)
+    assert sid not in rows(engine, table_name)
+
+    store.save(sid, {'a': 1}, frozenset(), now, now, 600)
+    record = store.load(sid)
+    with engine.begin() as conn:  # it expires: still stored, until purged
+        conn.execute(sa.text('UPDATE %s SET expires = :t' % table_name), {'t': now - 1})
+    assert not store.save(sid, {'b': 2}, frozenset(), now, now + 1, 600, create=False,
+                          token=record.token)
+    assert not store.touch(sid, now + 2, 600, token=record.token)
+    assert store.load(sid) is None
+    assert rows(engine, table_name)[sid].expires == now - 1
+
+
+def test_a_write_request_runs_one_select_and_one_update(database_url, table_name, apps):
+    app = apps(type='ext:database', url=database_url, table_name=table_name)
+    app.get('/set', {'a': '1'})
+    engine = app.app.registry.getUtility(ISessionFactory).store.engine
+    statements, checkouts = [], []
+
+    def executed(conn, cursor, statement, *args):
+        statements.append(' '.join(statement.split()[:1]) + (
+            ' FOR UPDATE' if 'FOR UPDATE' in statement else ''))
+
+    sa.event.listen(engine, 'before_cursor_execute', executed)
+    sa.event.listen(engine.pool, 'checkout', lambda *args: checkouts.append(1))
+    try:
+        assert app.get('/set', {'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
+    finally:
+        sa.event.remove(engine, 'before_cursor_execute', executed)
+    assert statements == ['SELECT', 'UPDATE']
+    assert len(checkouts) == 2
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+
+
 def test_stores_racing_to_create_the_table_all_succeed(database_url, table_name):
     stores = [DatabaseSessionStore({'url': database_url, 'table_name': table_name}, CODEC)
               for _ in range(6)]
@@ -342,14 +419,17 @@ def test_connections_broken_since_pooled_are_replaced_silently(database_url, tab
         try:
             sid, now = new_id(), time.time()
             store.save(sid, {'a': 1}, frozenset(), now, now, 600)
-            for call in (lambda: store.load(sid),
+            token = store.load(sid).token
+            for call in (lambda: store.save(sid, {'b': 1}, frozenset(), now, now, 600,
+                                            create=False, token=token),
+                         lambda: store.load(sid),
                          lambda: store.save(sid, {'b': 2}, frozenset(), now, now, 600),
                          lambda: store.touch(sid, now + 1, 600),
                          lambda: store.purge_expired(600)):
                 proxy.stop()  # closes every pooled connection's socket
                 proxy.start()
                 call()
-            assert store.load(sid) == Record({'a': 1, 'b': 2}, now, now + 1)
+            assert store.load(sid)[:3] == Record({'a': 1, 'b': 2}, now, now + 1)[:3]
         finally:
             store.close()
 

@@ -230,6 +230,75 @@ def test_concurrent_saves_to_one_session_all_survive(store, new_id, memcached_ur
         other.close()
 
 
+def test_a_save_with_the_loaded_token_keeps_what_was_loaded_not_the_apps_copy(
+        store, new_id):
+    sid = new_id()
+    store.save(sid, {'a': 1, 'b': [1, 2]}, frozenset(), 1.0, 1.0, 60)
+    record = store.load(sid)
+    assert record.token is not None
+    record.data['b'].append(3)  # what an app may do to the loaded dict
+    record.data.pop('a')
+    assert store.save(sid, {'c': 3}, frozenset(), 5.0, 6.0, 60, create=False,
+                      token=record.token)
+    saved = store.load(sid)
+    assert (saved.data, saved.created, saved.accessed) == ({'a': 1, 'b': [1, 2], 'c': 3},
+                                                           1.0, 6.0)
+
+
+def test_a_save_whose_token_lost_the_race_merges_onto_the_winner(store, new_id,
+                                                                 memcached_url, prefix):
+    other = MemcachedSessionStore({'url': memcached_url, 'key_prefix': prefix}, CODEC)
+    try:
+        sid = new_id()
+        store.save(sid, {'keep': 1, 'drop': 1}, frozenset(), 1.0, 1.0, 60)
+        first, second = store.load(sid), other.load(sid)
+        assert store.save(sid, {'a': 1}, frozenset(), 1.0, 2.0, 60, create=False,
+                          token=first.token)
+        assert other.save(sid, {'b': 2}, frozenset({'drop'}), 1.0, 3.0, 60, create=False,
+                          token=second.token)
+        assert store.touch(sid, 4.0, 60, token=second.token)  # stale too: merges
+        record = store.load(sid)
+        assert (record.data, record.created, record.accessed) == (
+            {'keep': 1, 'a': 1, 'b': 2}, 1.0, 4.0)
+    finally:
+        other.close()
+
+
+def test_a_save_with_a_token_does_not_recreate_a_deleted_session(store, new_id):
+    sid = new_id()
+    store.save(sid, {'a': 1}, frozenset(), 1.0, 1.0, 60)
+    record = store.load(sid)
+    store.delete(sid)  # a logout in another request
+    assert not store.save(sid, {'b': 2}, frozenset(), 1.0, 2.0, 60, create=False,
+                          token=record.token)
+    assert not store.touch(sid, 3.0, 60, token=record.token)
+    assert store.load(sid) is None
+
+
+def stats(client):
+    """The server's command counters (``stats``), as ints by name."""
+    return {name.decode(): value for name, value in client.stats().items()
+            if isinstance(value, int)}
+
+
+def test_a_write_request_makes_one_gets_and_one_cas(private_memcached, apps):
+    app = apps(type='ext:memcached', url=private_memcached.url)
+    app.get('/set', {'a': '1'})
+    client = Client(server_address(private_memcached.url), timeout=5, connect_timeout=5)
+    counters = ('cmd_get', 'get_hits', 'cmd_set', 'cas_hits', 'cas_misses', 'cas_badval',
+                'cmd_touch')
+    try:
+        before = stats(client)
+        assert app.get('/set', {'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
+        after = stats(client)
+    finally:
+        client.close()
+    assert {name: after[name] - before[name] for name in counters} == {
+        'cmd_get': 1, 'get_hits': 1, 'cmd_set': 1, 'cas_hits': 1, 'cas_misses': 0,
+        'cas_badval': 0, 'cmd_touch': 0}
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+
+
 def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
     payloads, marker = planted_payloads(tmp_dir)
     payload = payloads[0]

@@ -18,11 +18,15 @@ from ..codec import InvalidData, SignedCodec
 
 log = logging.getLogger('pyramid_beaker')
 
-Record = collections.namedtuple('Record', 'data created accessed stale', defaults=(False,))
+Record = collections.namedtuple('Record', 'data created accessed stale token',
+                                defaults=(False, None))
 Record.__doc__ = """A loaded session: its user data, creation and access times.
 
 ``stale`` is True when the record should be written again: signed with an
 old secret (``secret_fallbacks``) or not encrypted as ``encrypt_key`` asks.
+``token``, from stores that give one, names the exact stored version that
+was read; handed back to :meth:`SessionStore.save`, it lets the store write
+with one conditional operation while that version is still the stored one.
 """
 
 #: Key under which a session's own idle timeout (``set_expiry``) is stored
@@ -192,7 +196,7 @@ def pack_record(data, created, accessed):
     return {'d': data, 'c': created, 'a': accessed}
 
 
-def unpack_record(obj, stale=False):
+def unpack_record(obj, stale=False, token=None):
     """Return a :class:`Record` from :func:`pack_record`'s form, or raise InvalidData."""
     try:
         data, created, accessed = obj['d'], float(obj['c']), float(obj['a'])
@@ -200,7 +204,7 @@ def unpack_record(obj, stale=False):
         raise InvalidData('malformed session record') from exc
     if not isinstance(data, dict):
         raise InvalidData('malformed session record')
-    return Record(data, created, accessed, stale)
+    return Record(data, created, accessed, stale, token)
 
 
 class SessionStore:
@@ -223,19 +227,23 @@ class SessionStore:
         """Return the stored :class:`Record`, or None when absent or unreadable."""
         raise NotImplementedError
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         """Atomically set ``changed``, remove ``deleted``, keep every other stored key.
 
         Return True when saved.  With ``create`` false (a session this
         request loaded), a record that is gone (deleted by a logout in
         another request, or expired) is not recreated: return False.
+        ``token`` is the loaded record's (see :class:`Record`); stores that
+        give none ignore it.
         """
         raise NotImplementedError
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         """Record a new access time and push the expiry ``ttl`` seconds ahead.
 
-        Never creates a record; return False when there is none.
+        Never creates a record; return False when there is none.  ``token``
+        is as for :meth:`save`.
         """
         raise NotImplementedError
 
@@ -254,14 +262,26 @@ class SessionStore:
     def close(self):
         """Release connections and file handles."""
 
-    def _decode(self, session_id, raw):
-        """Return a :class:`Record` from stored bytes, or None (logged) if invalid."""
+    def _decode(self, session_id, raw, version=None):
+        """Return a :class:`Record` from stored bytes, or None (logged) if invalid.
+
+        With ``version`` (what names the stored version, for the store),
+        the record's token is ``(version, payload)``: the checked payload
+        keeps a copy of the record as loaded for :meth:`_as_loaded`.
+        """
         try:
-            return unpack_record(*self.codec.loads_checked(raw))
+            payload, stale = self.codec.payload_checked(raw)
+            return unpack_record(self.codec.parse(payload), stale,
+                                 None if version is None else (version, payload))
         except InvalidData as exc:
             log.warning('ignoring unreadable %s session %s...: %s',
                         self.name, session_id[:8], exc)
             return None
+
+    def _as_loaded(self, token):
+        """Return the record a token was loaded with, as it was (the app may
+        have changed the data it was given); its payload was checked then."""
+        return unpack_record(self.codec.parse(token[1]))
 
 
 class UnstorableValue(TypeError):

@@ -54,7 +54,8 @@ class BeakerNamespaceSessionStore(SessionStore):
             namespace.release_read_lock()
         return None if raw is None else self._decode(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         namespace = self._namespace(session_id, ttl)
         namespace.acquire_write_lock()
         try:
@@ -71,7 +72,7 @@ class BeakerNamespaceSessionStore(SessionStore):
         finally:
             namespace.release_write_lock()
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         return self.save(session_id, {}, (), accessed, accessed, ttl, create=False)
 
     def delete(self, session_id):

@@ -3,10 +3,14 @@
 Sessions live in one table (default ``beaker_sessions``), one row per
 session: the signed record in ``data`` plus unsigned bookkeeping columns
 (``created``, ``accessed``, ``expires``) used for expiry and purging.  A save
-is one transaction that locks the row (``SELECT ... FOR UPDATE``), merges and
-writes it back, or inserts it inside a savepoint and retries when another
-writer inserted it first.  Cache entries live in a second table (default
-``beaker_cache``).  Tables are created on first use when missing.
+of a loaded session is first one autocommitted ``UPDATE`` of the loaded data
+plus the request's changes, which matches the row only while it still holds
+the bytes that were loaded (and has not expired).  When it matches nothing,
+or for a new session, the save is one transaction that locks the row
+(``SELECT ... FOR UPDATE``), merges and writes it back, or inserts it inside
+a savepoint and retries when another writer inserted it first.  Cache
+entries live in a second table (default ``beaker_cache``).  Tables are
+created on first use when missing.
 
 Tested with PostgreSQL (psycopg 3) and MariaDB/MySQL (PyMySQL).  Creation
 locks across processes are PostgreSQL advisory locks or MySQL's
@@ -396,6 +400,9 @@ class DatabaseSessionStore(SessionStore):
         self._select_locked = sa.select(
             table.c.data, table.c.expires).where(by_id).with_for_update()
         self._update_row = table.update().where(by_id)
+        self._update_if_unchanged = table.update().where(
+            by_id, table.c.data == sa.bindparam('old'),
+            table.c.expires >= sa.bindparam('now'))
         self._insert_row = table.insert()
         self._delete_row = table.delete().where(by_id)
 
@@ -412,15 +419,36 @@ class DatabaseSessionStore(SessionStore):
                 % (mask_url(self.url), exc.orig or exc)) from exc
 
     def load(self, session_id):
+        """Return the record; its token holds the row's ``data`` as read."""
         row = self._run(self.reader, lambda conn: conn.execute(
             self._select, {'sid': session_id, 'now': time.time()}).first())
-        return None if row is None else self._decode(session_id, row.data)
+        return None if row is None else self._decode(session_id, row.data, row.data)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
+        if token is not None and self._write_over(
+                session_id, token, changed, deleted, accessed, ttl):
+            return True
         return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
-    def touch(self, session_id, accessed, ttl):
-        return self._update(session_id, {}, (), None, accessed, ttl, False)
+    def touch(self, session_id, accessed, ttl, token=None):
+        return self.save(session_id, {}, (), None, accessed, ttl, False, token)
+
+    def _write_over(self, session_id, token, changed, deleted, accessed, ttl):
+        """Write the loaded record with the changes by one UPDATE that matches
+        only the row as loaded (and not expired); True if it matched."""
+        record = self._as_loaded(token)
+        values = {
+            'data': self.codec.dumps(pack_record(
+                merge(record.data, changed, deleted), record.created, accessed)),
+            'accessed': accessed,
+            'expires': accessed + ttl,
+            'sid': session_id,
+            'old': token[0],
+            'now': time.time(),
+        }
+        return self._run(self.reader, lambda conn: conn.execute(
+            self._update_if_unchanged, values).rowcount) == 1
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
         """Merge onto the locked row, or insert it, in one transaction.

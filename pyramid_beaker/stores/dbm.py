@@ -232,10 +232,11 @@ class DBMSessionStore(SessionStore):
             raw = db.get(session_id)
         return self._record(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         return self._update(session_id, {}, (), None, accessed, ttl, False)
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):

@@ -115,7 +115,8 @@ class FileSessionStore(SessionStore):
         raw = _read(self._path(session_id))
         return None if raw is None else self._decode(session_id, raw)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         path = self._path(session_id)
         with self._lock(session_id):
             raw = _read(path)
@@ -132,7 +133,7 @@ class FileSessionStore(SessionStore):
             _write(path, self.codec.dumps(pack_record(data, created, accessed)))
             return True
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         return self.save(session_id, {}, (), accessed, accessed, ttl, create=False)
 
     def delete(self, session_id):

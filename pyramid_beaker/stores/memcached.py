@@ -1,8 +1,12 @@
 """memcached storage (``ext:memcached``) through pymemcache.
 
-A session is one item holding its signed record; saves merge onto what is
-stored with a ``gets``/``cas`` loop, so concurrent writers to one session
-each keep their keys.  Items expire through memcached's own TTL.  The client
+A session is one item holding its signed record.  A load reads it with
+``gets``, and the record carries the item's CAS value as its token: a save
+then writes the loaded data plus the request's changes with one ``cas``,
+which memcached refuses if anyone wrote or deleted the item meanwhile.
+Refused (or without a token), the save merges onto what is stored with a
+``gets``/``cas`` loop, so concurrent writers to one session each keep their
+keys.  Items expire through memcached's own TTL.  The client
 is built without a serializer: values go in and come out as bytes, and only
 the codec (which checks the signature first) turns them into objects.
 
@@ -292,15 +296,29 @@ class MemcachedSessionStore(SessionStore):
                 % (mask_url(self.url), type(exc).__name__, exc)) from exc
 
     def load(self, session_id):
+        """Return the record; its token holds the item's CAS value."""
         with self._errors():
-            raw = self.client.get(self.prefix + session_id)
-        return None if raw is None else self._decode(session_id, raw)
+            raw, cas = self.client.gets(self.prefix + session_id)
+        return None if raw is None else self._decode(session_id, raw, cas)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
+        if token is not None and self._write_over(
+                session_id, token, changed, deleted, accessed, ttl):
+            return True
         return self._update(session_id, changed, deleted, created, accessed, ttl, create)
 
-    def touch(self, session_id, accessed, ttl):
-        return self._update(session_id, {}, (), None, accessed, ttl, False)
+    def touch(self, session_id, accessed, ttl, token=None):
+        return self.save(session_id, {}, (), None, accessed, ttl, False, token)
+
+    def _write_over(self, session_id, token, changed, deleted, accessed, ttl):
+        """Write the loaded record with the changes by one ``cas``; True if stored."""
+        record = self._as_loaded(token)
+        value = self.codec.dumps(pack_record(
+            merge(record.data, changed, deleted), record.created, accessed))
+        with self._errors():
+            return self.client.cas(self.prefix + session_id, value, token[0],
+                                   expire_time(ttl))
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
         """Merge onto the stored record with gets/cas, retrying on conflicts."""

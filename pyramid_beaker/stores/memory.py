@@ -42,7 +42,8 @@ class MemorySessionStore(SessionStore):
             return None
         return Record(self.codec.loads(entry[0]), entry[1], entry[2])
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         with self.lock:
             entry = self.records.pop(session_id, None)
             if entry is None or entry[3] < now():
@@ -58,7 +59,7 @@ class MemorySessionStore(SessionStore):
             self._sweep(now())
             return True
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         with self.lock:
             entry = self.records.get(session_id)
             if entry is None or entry[3] < now():

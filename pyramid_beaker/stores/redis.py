@@ -283,7 +283,8 @@ class RedisSessionStore(SessionStore):
         values, stale = self.codec.loads_all_checked(fields.values())
         return Record(dict(zip(names, values)), float(created), float(accessed), stale)
 
-    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True):
+    def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
+             token=None):
         args = [int(ttl), created, 1 if create else 0, len(deleted)]
         args.extend(_field(name) for name in deleted)
         args.append(_ACCESSED)
@@ -294,7 +295,7 @@ class RedisSessionStore(SessionStore):
         with self._errors('save'):
             return self._run_save(session_id, args)
 
-    def touch(self, session_id, accessed, ttl):
+    def touch(self, session_id, accessed, ttl, token=None):
         with self._errors('touch'):
             return self._run_save(session_id, [int(ttl), accessed, 0, 0, _ACCESSED, accessed])
 
