@@ -17,7 +17,7 @@ from webob.cookies import parse_cookie
 from zope.interface import implementer
 
 from . import stores
-from .codec import CopyCodec, SignedCodec, check_json, derive_key
+from .codec import CopyCodec, SignedCodec, Signer, check_json, derive_key
 from .settings import session_options_from_settings
 from .stores.base import EXPIRY_KEY, SessionBackendError, now, own_lifetime
 
@@ -30,8 +30,16 @@ FLASH_PREFIX = '_f_'
 _MISSING = object()
 
 
-_ID = re.compile('[0-9a-f]{32}')
-_MAC = re.compile('[0-9a-f]{32}')
+_ID_COOKIE = re.compile('[0-9a-f]{32}\\.[0-9a-f]{32}')
+# A Cookie header of plain ``name=value`` pairs: no quotes, escapes, commas
+# or spaces but one after each ``;``.  webob's parser reads such a header as
+# a split on ``;`` and the first ``=`` does, so it is read that way.
+_PLAIN_COOKIES = re.compile(
+    r"[0-9A-Za-z!#%&'*+\-.^_`|~]+=[0-9A-Za-z!#$%&'()*+\-./:<=>?@^_`{|}~]*"
+    r"(?:; ?[0-9A-Za-z!#%&'*+\-.^_`|~]+=[0-9A-Za-z!#$%&'()*+\-./:<=>?@^_`{|}~]*)*")
+# Names webob never reads as a cookie: attributes.
+_ATTRIBUTE_NAMES = frozenset(
+    ['expires', 'path', 'comment', 'domain', 'max-age', 'secure', 'httponly', 'samesite'])
 
 
 def _new_id():
@@ -49,6 +57,13 @@ def cookie_value(environ, name):
     header = environ.get('HTTP_COOKIE')
     if not header:
         return None
+    if _PLAIN_COOKIES.fullmatch(header) and name.lower() not in _ATTRIBUTE_NAMES:
+        found = None
+        for pair in header.split(';'):
+            key, _, value = pair.lstrip(' ').partition('=')
+            if key == name:
+                found = value
+        return found
     try:
         wanted = name.encode('latin-1')
         found = None
@@ -85,11 +100,11 @@ class IdCookie:
     """
 
     def __init__(self, secret, fallbacks=()):
-        self._key = derive_key(secret, 'session-id')
-        self._old_keys = [derive_key(old, 'session-id') for old in fallbacks if old]
+        self._signer = Signer(derive_key(secret, 'session-id'))
+        self._old_signers = [Signer(derive_key(old, 'session-id')) for old in fallbacks if old]
 
-    def _mac(self, session_id, key=None):
-        return hmac.digest(key or self._key, session_id.encode(), 'sha256').hex()[:32]
+    def _mac(self, session_id, signer=None):
+        return (signer or self._signer).digest(session_id.encode()).hex()[:32]
 
     def dumps(self, session_id):
         return '%s.%s' % (session_id, self._mac(session_id))
@@ -100,13 +115,13 @@ class IdCookie:
 
     def loads_checked(self, value):
         """Return ``(id or None, stale)``; stale: signed with an old secret."""
-        session_id, _, mac = value.partition('.')
-        if not (_ID.fullmatch(session_id) and _MAC.fullmatch(mac)):
+        if not _ID_COOKIE.fullmatch(value):
             return None, False
+        session_id, mac = value[:32], value[33:]
         if hmac.compare_digest(mac, self._mac(session_id)):
             return session_id, False
-        for key in self._old_keys:
-            if hmac.compare_digest(mac, self._mac(session_id, key)):
+        for signer in self._old_signers:
+            if hmac.compare_digest(mac, self._mac(session_id, signer)):
                 return session_id, True
         return None, False
 

@@ -1,9 +1,10 @@
 """The signed envelope: values come back only from bytes this app signed."""
+import hmac
 import pickle
 
 import pytest
 
-from pyramid_beaker.codec import InvalidData, SignedCodec
+from pyramid_beaker.codec import InvalidData, SignedCodec, Signer
 
 SECRET = 'codec-test-secret'
 VALUES = [1, 'é', None, [1, {'a': [True, 2.5]}], {'k': 'v' * 100}, '', 0]
@@ -48,3 +49,19 @@ def test_loads_all_refuses_payloads_of_another_serializer():
     pickle_codec = SignedCodec('pickle', SECRET, 'session')
     with pytest.raises(InvalidData, match='another serializer'):
         json_codec.loads_all_checked([json_codec.dumps(1), pickle_codec.dumps(2)])
+
+
+@pytest.mark.parametrize('key_size', [0, 1, 32, 64, 65, 200])
+def test_signer_gives_the_macs_of_hmac_sha256(key_size):
+    key = bytes(range(256))[:key_size]
+    signer = Signer(key)
+    for message in (b'', b'x', b'PB1' * 100):
+        assert signer.digest(message) == hmac.digest(key, message, 'sha256')
+
+
+def test_json_payloads_parse_whole_or_not_at_all():
+    codec = SignedCodec('json', SECRET, 'session')
+    assert codec.loads(codec.dumps({'a': [1, 'é']})) == {'a': [1, 'é']}
+    assert codec._parse(b'[1, 2] ') == [1, 2]
+    with pytest.raises(InvalidData, match='unreadable payload'):
+        codec._parse(b'[1] [2]')

@@ -8,13 +8,15 @@ the victim's real cookie.  Bounded: a modest number of examples per store
 and a deadline per example.
 """
 import re
+import string
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from webob import Request
+from webob.cookies import parse_cookie
 
-from pyramid_beaker.session import BeakerSessionFactoryConfig
+from pyramid_beaker.session import BeakerSessionFactoryConfig, cookie_value
 
 from .helpers import COOKIE, cookie_id
 from .session_app import make_app
@@ -79,3 +81,31 @@ def test_any_cookie_header_is_safe(victim_app, data):
     if not factory.client_side and session == {'probe': '1'}:
         new_id = cookie_id(set_cookie.split(';', 1)[0])
         assert new_id not in _ids(header)  # a fresh id, never one the client chose
+
+
+def _webob_reading(header, name):
+    """What webob's parser gives for ``name`` (the last one wins), as cookie_value says it."""
+    found = None
+    for key, value in parse_cookie(header):
+        if key == name.encode('latin-1'):
+            found = value
+    if found is None:
+        return None
+    try:
+        return found.decode('ascii')
+    except UnicodeDecodeError:
+        return ''
+
+
+PLAINISH = st.text(alphabet=string.ascii_letters + string.digits
+                   + "!#$%&'()*+-./:<=>?@^_`{|}~ ;,\"\\[]", max_size=60)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(pairs=st.lists(st.tuples(st.sampled_from([COOKIE, 'other', 'path', 'a b', '$x', 'k=']),
+                                PLAINISH), max_size=4),
+       separator=st.sampled_from(['; ', ';', ';  ', ', ']),
+       name=st.sampled_from([COOKIE, 'other', 'path', 'Path']))
+def test_cookie_value_reads_headers_as_webob_does(pairs, separator, name):
+    header = separator.join('%s=%s' % pair for pair in pairs)
+    assert cookie_value({'HTTP_COOKIE': header}, name) == _webob_reading(header, name)
