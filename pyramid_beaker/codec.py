@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import pickle
+from collections.abc import Mapping
 
 from pyramid.exceptions import ConfigurationError
 
@@ -196,6 +197,72 @@ class SignedCodec:
             return self._cipher.decrypt(sealed[:12], sealed[12:], None)
         except InvalidTag:
             raise InvalidData('cannot decrypt: another "encrypt_key"?') from None
+
+
+class SignedFields(Mapping):
+    """A stored session's values as signed envelopes, each checked and parsed
+    on first use.
+
+    Stores that keep every key of a session apart (Redis) load this in
+    place of a dict, so a request verifies only the keys it uses.
+    ``envelopes`` maps stored names to envelopes; :meth:`name` and
+    :meth:`key` translate between names and keys.  Reading it as a mapping
+    checks what it reads and raises :class:`InvalidData` for anything that
+    does not verify.  The session takes values out with :meth:`take`,
+    :meth:`take_all` and :meth:`discard`.
+    """
+
+    def __init__(self, envelopes, codec):
+        self._envelopes = envelopes
+        self._codec = codec
+
+    def name(self, key):
+        """The stored name of ``key``, or None when no stored name can be it."""
+        return key
+
+    def key(self, name):
+        """The key stored as ``name``; InvalidData when the name is not a key's."""
+        return name
+
+    def take(self, key):
+        """Remove ``key`` and return ``(found, value, stale)``.
+
+        ``stale``: signed with an old secret or not encrypted as asked.
+        """
+        name = self.name(key)
+        envelope = None if name is None else self._envelopes.pop(name, None)
+        if envelope is None:
+            return False, None, False
+        value, stale = self._codec.loads_checked(envelope)
+        return True, value, stale
+
+    def take_all(self):
+        """Remove every key left and return ``({key: value}, stale)``."""
+        envelopes, self._envelopes = self._envelopes, {}
+        keys = [self.key(name) for name in envelopes]
+        values, stale = self._codec.loads_all_checked(envelopes.values())
+        return dict(zip(keys, values)), stale
+
+    def discard(self, key):
+        """Forget ``key``'s envelope unread (the request set or deleted it)."""
+        name = self.name(key)
+        if name is not None:
+            self._envelopes.pop(name, None)
+
+    def __bool__(self):
+        return bool(self._envelopes)
+
+    def __len__(self):
+        return len(self._envelopes)
+
+    def __iter__(self):
+        return iter([self.key(name) for name in self._envelopes])
+
+    def __getitem__(self, key):
+        name = self.name(key)
+        if name is None or name not in self._envelopes:
+            raise KeyError(key)
+        return self._codec.loads(self._envelopes[name])
 
 
 def make_cipher(encrypt_key, purpose):

@@ -8,6 +8,7 @@ not write, except to refresh the stored access time at most once per
 """
 import datetime
 import hmac
+import logging
 import re
 import secrets
 from typing import Any, Mapping
@@ -17,9 +18,11 @@ from webob.cookies import parse_cookie
 from zope.interface import implementer
 
 from . import stores
-from .codec import CopyCodec, SignedCodec, Signer, check_json, derive_key
+from .codec import CopyCodec, InvalidData, SignedCodec, SignedFields, Signer, check_json, derive_key
 from .settings import session_options_from_settings
 from .stores.base import EXPIRY_KEY, SessionBackendError, now, own_lifetime
+
+log = logging.getLogger('pyramid_beaker')
 
 #: Stored lifetime of sessions that have no ``timeout``: 30 days idle.
 DEFAULT_MAX_IDLE = 30 * 24 * 3600
@@ -261,9 +264,18 @@ class BeakerSession:
         self._touch = False
         self._id_dropped = False  # invalidate() or regenerate_id() ran
         self._expiry = None  # this session's own idle timeout (set_expiry)
+        self._unread = None  # SignedFields: stored values not yet checked
+        self._rewrites = set()  # keys found stale: signed anew at save
         current = now()
         if record is not None:
-            expiry = record.data.pop(EXPIRY_KEY, None)
+            try:
+                expiry = self._stored_expiry(record.data)
+            except InvalidData as exc:
+                factory.store.delete(self._id)
+                log.warning('deleted unreadable %s session %s...: %s',
+                            factory.store.name, self._id[:8], exc)
+                expiry = record = None
+        if record is not None:
             if expiry is not None:
                 self._expiry = own_lifetime({EXPIRY_KEY: expiry})
             timeout = self._expiry or factory.timeout
@@ -284,6 +296,8 @@ class BeakerSession:
                 self._new = False
         else:
             self._data = record.data
+            if isinstance(record.data, SignedFields):
+                self._data, self._unread = {}, record.data
             self._created = record.created
             self._accessed = record.accessed
             self._new = False
@@ -292,11 +306,66 @@ class BeakerSession:
                 interval = min(interval, max(1, min(300, self._expiry // 10)))
             self._touch = (factory.track_access
                            and current - record.accessed >= interval)
-            if record.stale:  # signed with an old secret: sign it all anew now
-                self.changed()
-                if self._expiry is not None:
-                    self._changed[EXPIRY_KEY] = self._expiry
         self._request.add_response_callback(self._finish)
+        if record is not None and record.stale:  # old secret: sign it all anew now
+            self.changed()
+            if self._expiry is not None:
+                self._changed[EXPIRY_KEY] = self._expiry
+
+    def _stored_expiry(self, data):
+        """Take the session's own timeout out of ``data``; None when it has none."""
+        if not isinstance(data, SignedFields):
+            return data.pop(EXPIRY_KEY, None)
+        _, expiry, stale = data.take(EXPIRY_KEY)
+        if stale:
+            self._rewrites.add(EXPIRY_KEY)
+        return expiry
+
+    def _key(self, key):
+        """Return the data, with ``key``'s stored value checked and parsed."""
+        data = self._d
+        if self._unread:
+            try:
+                found, value, stale = self._unread.take(key)
+            except InvalidData as exc:
+                return self._unreadable(exc)
+            if found:
+                data[key] = value
+                if stale:
+                    self._rewrites.add(key)
+        return data
+
+    def _all(self):
+        """Return the data, with every stored value checked and parsed."""
+        data = self._d
+        if self._unread:
+            try:
+                values, stale = self._unread.take_all()
+            except InvalidData as exc:
+                return self._unreadable(exc)
+            data.update(values)
+            if stale:
+                self._rewrites.update(values)
+        return data
+
+    def _unreadable(self, reason):
+        """A stored value failed its check: delete the record and go on with a
+        new session holding only what this request set.  Return its data."""
+        factory = self._factory
+        factory.store.delete(self._id)
+        log.warning('deleted unreadable %s session %s...: %s',
+                    factory.store.name, self._id[:8], reason)
+        self._id = None
+        self._new = True
+        self._created = self._accessed = now()
+        self._unread = None
+        self._rewrites = set()
+        self._deleted = set()
+        self._touch = False
+        if EXPIRY_KEY not in self._changed:
+            self._expiry = None
+        self._data = {key: value for key, value in self._changed.items() if key != EXPIRY_KEY}
+        return self._data
 
     def _read(self):
         """Return the record the request's cookie points to, or None.
@@ -357,31 +426,31 @@ class BeakerSession:
     # -- reading ----------------------------------------------------------
 
     def __getitem__(self, key):
-        return self._d[key]
+        return self._key(key)[key]
 
     def get(self, key, default=None):
-        return self._d.get(key, default)
+        return self._key(key).get(key, default)
 
     def __contains__(self, key):
-        return key in self._d
+        return key in self._key(key)
 
     def __iter__(self):
-        return iter(list(self._d))
+        return iter(list(self._all()))
 
     def __len__(self):
-        return len(self._d)
+        return len(self._all())
 
     def keys(self):
-        return self._d.keys()
+        return self._all().keys()
 
     def values(self):
-        return self._d.values()
+        return self._all().values()
 
     def items(self):
-        return self._d.items()
+        return self._all().items()
 
     def __repr__(self):
-        return '<%s %r>' % (type(self).__name__, self._d)
+        return '<%s %r>' % (type(self).__name__, self._all())
 
     # -- writing ----------------------------------------------------------
 
@@ -391,6 +460,8 @@ class BeakerSession:
                             % (EXPIRY_KEY, key))
         self._factory.check_value(key, value)
         self._d[key] = value
+        if self._unread:
+            self._unread.discard(key)  # replaced: its stored value is not needed
         self._changed[key] = value
         self._deleted.discard(key)
 
@@ -402,39 +473,40 @@ class BeakerSession:
         self._set(key, value)
 
     def __delitem__(self, key):
-        del self._d[key]
+        del self._key(key)[key]
         self._forget(key)
 
     def setdefault(self, key, default=None):
-        if key not in self._d:
+        if key not in self._key(key):
             self._set(key, default)
-        return self._d[key]
+        return self._data[key]
 
     def update(self, *args, **kw):
         for key, value in dict(*args, **kw).items():
             self._set(key, value)
 
     def pop(self, key, default=_MISSING):
-        if key in self._d:
+        data = self._key(key)
+        if key in data:
             self._forget(key)
-            return self._d.pop(key)
+            return data.pop(key)
         if default is _MISSING:
             raise KeyError(key)
         return default
 
     def popitem(self):
-        key, value = self._d.popitem()
+        key, value = self._all().popitem()
         self._forget(key)
         return key, value
 
     def clear(self):
-        for key in list(self._d):
+        for key in list(self._all()):
             self._forget(key)
-        self._d.clear()
+        self._data.clear()
 
     def changed(self):
         """Save every key at the end of the request (after in-place changes)."""
-        self._changed.update(self._d)
+        self._changed.update(self._all())
 
     def save(self):
         """Beaker's name for :meth:`changed`, kept for code written for 0.9."""
@@ -471,6 +543,8 @@ class BeakerSession:
         """Delete the stored session now and start a new, empty one."""
         self._drop_id()
         self._expiry = None
+        self._unread = None
+        self._rewrites = set()
         self._data = {}
         self._changed = {}
         self._deleted = set()
@@ -480,6 +554,7 @@ class BeakerSession:
 
     def regenerate_id(self):
         """Keep the data but move it to a new id (call it at login)."""
+        self._all()
         self._drop_id()
         self._changed = dict(self._data)
         if self._expiry is not None:
@@ -565,13 +640,15 @@ class BeakerSession:
         session left empty is deleted.
         """
         factory = self._factory
+        if self._rewrites:
+            self._sign_anew()
         if self._changed or self._deleted:
-            create = self._id is None
-            if not self._data:  # emptied, or a new session that stayed empty
-                if not create:
+            if self._emptied():  # emptied, or a new session that stayed empty
+                if self._id is not None:
                     factory.store.delete(self._id)
                 self._clear_old_cookie(response)
                 return
+            create = self._id is None
             if create:
                 self._id = _new_id()
             saved = factory.store.save(
@@ -591,6 +668,23 @@ class BeakerSession:
             factory.set_cookie(response, factory.id_cookie.dumps(self._id), self._expiry)
         else:
             self._clear_old_cookie(response)
+
+    def _sign_anew(self):
+        """Save again the values found signed with an old secret (or not
+        encrypted as asked), unless this request changed them."""
+        for key in self._rewrites:
+            if key == EXPIRY_KEY:
+                if self._expiry is not None:
+                    self._changed.setdefault(key, self._expiry)
+            elif key in self._data:
+                self._changed.setdefault(key, self._data[key])
+
+    def _emptied(self):
+        """True when the session has no key left.  A request that set a key
+        leaves one; otherwise every stored value is checked."""
+        if len(self._changed) > (EXPIRY_KEY in self._changed):
+            return False
+        return not self._all()
 
     def _clear_old_cookie(self, response):
         """Expire the browser's cookie, if the request brought one."""

@@ -4,6 +4,7 @@ Most tests use the shared server (``redis_url``, db 15) under a key prefix
 of their own and delete their keys afterwards.  Tests that count commands
 or break the server run a private ``redis-server`` (tests/backend_faults.py).
 """
+import json
 import os
 import pickle
 import threading
@@ -14,8 +15,10 @@ import pytest
 import redis
 from beaker import cache as beaker_cache
 from pyramid.exceptions import ConfigurationError
+from webtest import TestApp
 
 from pyramid_beaker import set_cache_regions_from_settings
+from pyramid_beaker.codec import InvalidData, SignedCodec
 from pyramid_beaker.session import (
     DEFAULT_MAX_IDLE,
     BeakerSessionFactoryConfig,
@@ -42,7 +45,7 @@ from .helpers import (
     written,
 )
 from .servers import AppProcess
-from .session_app import SECRET, make_app
+from .session_app import SECRET, make_app, make_config
 
 # -- fixtures and helpers -----------------------------------------------------
 
@@ -191,14 +194,35 @@ def test_purge_expired_is_left_to_redis(store):
     {b'surprise': b'1'},
     {b'm:created': b'soon'},
 ])
-def test_one_bad_field_drops_the_whole_record(store, client, prefix, plant):
-    sid = new_id()
-    store.save(sid, {'a': 'good', 'b': 'good'}, frozenset(), 1.0, 1.0, 60)
-    key = '%ssession:%s' % (prefix, sid)
+def test_one_bad_field_drops_the_whole_record(redis_url, prefix, client, plant):
+    app = redis_app(redis_url, prefix)
+    app.get('/set', {'a': 'good', 'b': 'good'})
+    key = session_key(prefix, app)
     good = client.hget(key, 'k:b')
     client.hset(key, mapping={name: value or good for name, value in plant.items()})
-    assert store.load(sid) is None
+    assert app.get('/get').json['data'] == {}  # listing the keys meets the bad field
     assert not client.exists(key)  # deleted, so the next save starts clean
+
+
+def test_times_that_do_not_parse_make_the_store_drop_the_record(store, client, prefix):
+    sid = new_id()
+    store.save(sid, {'a': 'good'}, frozenset(), 1.0, 1.0, 60)
+    key = '%ssession:%s' % (prefix, sid)
+    client.hset(key, 'm:accessed', 'later')
+    assert store.load(sid) is None
+    assert not client.exists(key)
+
+
+def test_loaded_fields_are_checked_when_read(store, client, prefix):
+    sid = new_id()
+    store.save(sid, {'a': 1, 'b': [2]}, frozenset(), 1.0, 1.0, 60)
+    record = store.load(sid)
+    assert record.data == {'a': 1, 'b': [2]}
+    client.hset('%ssession:%s' % (prefix, sid), 'k:b', CODEC.dumps([2])[:-1] + b'3')
+    record = store.load(sid)
+    assert record.data['a'] == 1
+    with pytest.raises(InvalidData, match='bad signature'):
+        record.data['b']
 
 
 def test_a_non_hash_under_the_session_key_reads_as_absent(store, client, prefix):
@@ -304,6 +328,104 @@ def test_planted_pickles_in_a_session_never_run(redis_url, prefix, client, tmp_d
         assert not client.exists(key)
         app.get('/set', {'user': 'bob'})
         assert app.get('/get').json['data'] == {'user': 'bob'}
+
+
+def one_key_app(url, prefix, **options):
+    """A Redis session app plus ``/one?key=K``, which reads key K only, and
+    ``/put?key=K&value=V``, which sets it only."""
+
+    def read_one(request):
+        key = request.params['key']
+        return {'value': request.session.get(key), 'in': key in request.session}
+
+    def put(request):
+        request.session[request.params['key']] = request.params['value']
+        return {}
+
+    config = make_config(type='ext:redis', url=url, key_prefix=prefix, **options)
+    for view in (read_one, put):
+        config.add_route(view.__name__, '/' + view.__name__.split('_')[-1])
+        config.add_view(view, route_name=view.__name__, renderer='json')
+    return TestApp(config.make_wsgi_app())
+
+
+def test_a_planted_field_is_never_parsed_when_other_keys_are_read(
+        redis_url, prefix, client, tmp_dir):
+    payloads, marker = planted_payloads(tmp_dir)
+    for payload in payloads:
+        app = one_key_app(redis_url, prefix, data_serializer='pickle')
+        app.get('/set', {'user': 'alice'})
+        key = session_key(prefix, app)
+        client.hset(key, 'k:evil', payload)
+        assert app.get('/one', {'key': 'user'}).json == {'value': 'alice', 'in': True}
+        assert client.hget(key, 'k:evil') == payload  # not read, so left alone
+        # Listing the keys meets it: the record is dropped, the session is new.
+        assert app.get('/get').json['data'] == {}
+        assert not client.exists(key)
+        # Reading the planted key itself does the same.
+        app.get('/set', {'user': 'bob'})
+        key = session_key(prefix, app)
+        client.hset(key, 'k:evil', payload)
+        assert app.get('/one', {'key': 'evil'}).json == {'value': None, 'in': False}
+        assert not client.exists(key)
+        assert not os.path.exists(marker)
+
+
+def test_a_key_set_before_a_bad_field_is_met_is_kept_in_a_new_session(
+        redis_url, prefix, client):
+    app = one_key_app(redis_url, prefix)
+    app.get('/set', {'user': 'alice', 'cart': '3'})
+    old_key = session_key(prefix, app)
+    client.hset(old_key, 'k:cart', b'PB1' + b'\0' * 33 + b'"x"')
+    app.get('/mutate', {'op': 'update', 'key': 'theme', 'value': 'dark'})  # lists the keys
+    assert not client.exists(old_key)
+    assert session_key(prefix, app) != old_key  # a new id
+    assert app.get('/get').json['data'] == {'theme': 'dark'}
+
+
+class CountingJSON:
+    """A JSON serializer that counts the values it parses."""
+
+    def __init__(self):
+        self.parsed = 0
+
+    def dumps(self, value):
+        return json.dumps(value)
+
+    def loads(self, payload):
+        self.parsed += 1
+        return json.loads(payload)
+
+
+def test_a_request_parses_only_the_keys_it_uses(redis_url, prefix):
+    serializer = CountingJSON()
+    app = one_key_app(redis_url, prefix, data_serializer=serializer)
+    app.get('/set', {'k%03d' % n: 'v%d' % n for n in range(200)})
+    serializer.parsed = 0
+    assert app.get('/one', {'key': 'k007'}).json == {'value': 'v7', 'in': True}
+    assert serializer.parsed == 1
+    app.get('/put', {'key': 'k008', 'value': 'new'})
+    assert serializer.parsed == 1  # setting a key checks nothing stored
+    assert app.get('/one', {'key': 'absent'}).json == {'value': None, 'in': False}
+    assert serializer.parsed == 1
+    data = app.get('/get').json['data']
+    assert serializer.parsed == 201
+    assert len(data) == 200 and data['k008'] == 'new'
+
+
+def test_fields_signed_with_an_old_secret_are_signed_anew_when_read(
+        redis_url, prefix, client):
+    old = SignedCodec('json', 'the-old-secret-0123', 'session')
+    app = one_key_app(redis_url, prefix, secret_fallbacks=['the-old-secret-0123'])
+    app.get('/set', {'a': '1', 'b': '2', 'c': '3'})
+    key = session_key(prefix, app)
+    client.hset(key, mapping={'k:a': old.dumps('old a'), 'k:b': old.dumps('old b')})
+    assert app.get('/one', {'key': 'a'}).json['value'] == 'old a'
+    assert CODEC.loads(client.hget(key, 'k:a')) == 'old a'  # signed with the secret now
+    with pytest.raises(InvalidData):  # not read: left as it was
+        CODEC.loads(client.hget(key, 'k:b'))
+    assert app.get('/get').json['data'] == {'a': 'old a', 'b': 'old b', 'c': '3'}
+    assert CODEC.loads(client.hget(key, 'k:b')) == 'old b'
 
 
 def test_round_trips_per_request(private_redis):

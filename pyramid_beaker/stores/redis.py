@@ -22,7 +22,7 @@ import urllib.parse
 from beaker.exceptions import InvalidCacheBackendError
 from pyramid.exceptions import ConfigurationError
 
-from ..codec import InvalidData
+from ..codec import InvalidData, SignedFields
 from ..coerce import as_host_port, as_list, as_required_str, as_str, mask_url
 from .base import (
     Backend,
@@ -213,12 +213,35 @@ def _describe(options, client):
     return mask_url(options.get('url') or repr(client))
 
 
+class RedisFields(SignedFields):
+    """A session hash's user fields (``k:<key>``), each checked on first use."""
+
+    def name(self, key):
+        if not isinstance(key, str):
+            return None
+        try:
+            return _USER + key.encode('utf-8')
+        except UnicodeEncodeError:  # a lone surrogate: never stored
+            return None
+
+    def key(self, name):
+        if not name.startswith(_USER):
+            raise InvalidData('unexpected field %r' % name[:40])
+        try:
+            return name[len(_USER):].decode('utf-8')
+        except UnicodeDecodeError:
+            raise InvalidData('field name %r is not UTF-8' % name[:40]) from None
+
+
 class RedisSessionStore(SessionStore):
     """Sessions as Redis hashes: one round trip to load, one to save.
 
-    A record with any field that does not verify (a planted pickle, bytes
-    signed with another secret, a field we did not write, a non-hash value)
-    is unreadable as a whole: :meth:`load` deletes it and returns None.
+    :meth:`load` parses the times and leaves each user field to be checked
+    when the session first uses it (:class:`RedisFields`).  A record whose
+    times are missing or unreadable, or whose key is not a hash, is
+    deleted and reads as None.  A field that does not verify (a planted
+    pickle, bytes signed with another secret, a field we did not write)
+    makes the session drop the whole record when it meets it.
     """
 
     name = 'ext:redis'
@@ -271,17 +294,12 @@ class RedisSessionStore(SessionStore):
         return None
 
     def _decode_fields(self, fields):
+        """The record of ``fields``: times parsed, user fields left to check on use."""
         created = fields.pop(_CREATED, None)
         accessed = fields.pop(_ACCESSED, None)
         if created is None or accessed is None:
             raise InvalidData('missing metadata')
-        names = []
-        for name in fields:
-            if not name.startswith(_USER):
-                raise InvalidData('unexpected field %r' % name[:40])
-            names.append(name[len(_USER):].decode('utf-8'))
-        values, stale = self.codec.loads_all_checked(fields.values())
-        return Record(dict(zip(names, values)), float(created), float(accessed), stale)
+        return Record(RedisFields(fields, self.codec), float(created), float(accessed))
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
              token=None):
