@@ -11,7 +11,7 @@ from pyramid.threadlocal import get_current_registry
 from pyramid.threadlocal import manager as threadlocals
 
 from .binding import BINDINGS, NO_BINDINGS, NOT_STORED, binding_for, log
-from .keys import fit
+from .keys import MEMO_MISSES, NotMemoized, fit
 
 
 class CachedFunction:
@@ -38,9 +38,15 @@ class CachedFunction:
         #: Names the function's entries: ``<module>.<qualified name>`` or ``name``.
         self.name = name or '%s.%s' % (func.__module__, func.__qualname__)
         self.key = None  # key(args, kw) -> text, for all but views
+        self.compute_key = None  # the same, without the memo
+        self.memo = None  # memo(*args) -> text (see keys.KeyMaker.memo)
         #: Weak references to its bindings, oldest app first.
         self.bound_in = []
         self.warned_unbound = False
+
+    def use_keys(self, maker):
+        """Key calls with ``maker``, a :class:`~pyramid_beaker.keys.KeyMaker`."""
+        self.key, self.compute_key, self.memo = maker.key, maker.compute, maker.memo
 
     def binding(self, registry):
         """The enabled binding this function uses with ``registry`` current, or None."""
@@ -108,22 +114,38 @@ class CachedFunction:
         return wrapper
 
 
+def _no_memo(*args):
+    raise NotMemoized
+
+
 def function_wrapper(cached):
-    func, key_of, now = cached.func, cached.key, time.time
+    func, now = cached.func, time.time
+    memo, compute_key = cached.memo, cached.compute_key
+    if memo is None:
+        memo = _no_memo
 
     def cached_function(*args, **kw):
         # The hit path, kept flat: it is what a cached call costs.  The
-        # registry is looked up as get_current_registry() does, minus calls.
+        # registry is looked up as get_current_registry() does, minus calls,
+        # and its bindings (binding.BINDINGS) as an attribute, not getattr().
         try:
             registry = threadlocals.stack[-1]['registry']
         except IndexError:  # outside a request and config.begin()
             registry = threadlocals.get()['registry']
-        binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
+        try:
+            binding = registry.pyramid_beaker_cached_functions[cached]
+        except (AttributeError, KeyError):
+            binding = None
         if binding is None or not binding.enabled:
             binding = cached.binding(registry)
             if binding is None:
                 return func(*args, **kw)
-        key = key_of(args, kw)
+        try:
+            if kw:
+                raise NotMemoized
+            key = memo(*args)
+        except MEMO_MISSES:
+            key = compute_key(args, kw)
         if len(key) > binding.key_length:
             key = fit(key, binding.key_length)
         try:

@@ -9,6 +9,7 @@ builds a new one.
 """
 import functools
 import inspect
+import time
 
 from pyramid.interfaces import IRoutesMapper, ISecurityPolicy
 from pyramid.response import Response
@@ -17,9 +18,11 @@ from webob import Response as WebObResponse
 
 from .binding import NOT_STORED
 from .cached_functions import CachedFunction
-from .keys import encode, encode_tuple, fit
+from .keys import NotMemoized, encode, encode_tuple, fit
 
 VIEW_METHODS = frozenset(('GET', 'HEAD'))
+#: Response headers a stored response leaves out (Content-Length is written anew).
+_NOT_REPLAYED = frozenset(('set-cookie', 'content-length'))
 _OK = Response().status
 
 
@@ -28,14 +31,12 @@ class CachedView(CachedFunction):
 
     view = True
 
-    @property
-    def guarded(self):
-        """True unless the decorator said how identified requests are served.
-
-        Requests with an identity never use the entries anonymous requests
-        share, unless ``per_user``, ``vary`` or ``shared=True`` is given.
-        """
-        return self.per_user is None and not self.vary and not self.shared
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        #: True unless the decorator said how identified requests are served:
+        #: requests with an identity never use the entries anonymous requests
+        #: share, unless ``per_user``, ``vary`` or ``shared=True`` is given.
+        self.guarded = self.per_user is None and not self.vary and not self.shared
 
     def request_key(self, request, registry):
         """Key text of a view request; also returns the user's key (or None).
@@ -47,15 +48,16 @@ class CachedView(CachedFunction):
         (``per_user``).
         """
         environ = request.environ
-        url = '%s://%s%s%s' % (environ['wsgi.url_scheme'],
-                               environ.get('HTTP_HOST') or request.host,
-                               environ.get('SCRIPT_NAME', ''), environ.get('PATH_INFO', ''))
-        query = environ.get('QUERY_STRING', '')
-        pairs = tuple(sorted(query.split('&'), key=_parameter_name)) if query else ('',)
         route = _route_name(request, registry)
+        where = (route, environ['wsgi.url_scheme'], environ.get('HTTP_HOST') or request.host,
+                 environ.get('SCRIPT_NAME', ''), environ.get('PATH_INFO', ''),
+                 environ.get('QUERY_STRING', ''))
         if not self.vary and not self.per_user:
-            # What encode_tuple() makes of these strings (and None), in one call.
-            return ascii((route, url, pairs)), None
+            try:
+                return _remembered_key(*where), None
+            except NotMemoized:
+                return _plain_key(*where), None
+        route, url, pairs = _request_parts(*where)
         parts = [encode(route), encode(url), encode(pairs)]
         for item in self.vary:
             value = item(request) if callable(item) else request.headers.get(item)
@@ -71,8 +73,17 @@ class CachedView(CachedFunction):
 
     def call(self, args, request, force=False):
         """Run the view for ``request``, or replay its stored result."""
-        registry = _registry_of(request)
-        binding = self.binding(registry)
+        try:
+            registry = request.registry
+        except AttributeError:
+            registry = _registry_of(request)
+        # The hit path looks the binding up as the function wrapper does.
+        try:
+            binding = registry.pyramid_beaker_cached_functions[self]
+        except (AttributeError, KeyError):
+            binding = None
+        if binding is None or not binding.enabled:
+            binding = self.binding(registry)
         if binding is None or request.method not in VIEW_METHODS:
             return self.func(*args)
         had_session = 'session' in request.__dict__
@@ -81,8 +92,9 @@ class CachedView(CachedFunction):
         # A session loaded only to find the user (a session-based security
         # policy) does not count as the view using it while it stays empty.
         probed = not had_session and 'session' in request.__dict__
-        text, user = self.request_key(request, registry)
-        key = fit(text, binding.key_length)
+        key, user = self.request_key(request, registry)
+        if len(key) > binding.key_length:
+            key = fit(key, binding.key_length)
         entry = None
         if not force:
             try:
@@ -90,7 +102,8 @@ class CachedView(CachedFunction):
             except Exception as exc:
                 binding.warn('read', exc)
                 return self.func(*args)
-            if entry is not None and binding.fresh(entry):
+            if entry is not None and (not binding.check_age
+                                      or time.time() - entry[0] < binding.expire):
                 binding.counts.hits += 1
                 return _replay(request, entry[2])
 
@@ -116,15 +129,20 @@ class CachedView(CachedFunction):
         cached as a plain method, keyed by its class.
         """
         as_method = super().wrapper() if self.key is not None else None
+        call = self.call
 
         def request_of(args):
             return getattr(args[0], 'request', None) if as_method else args[-1]
 
-        def cached_view(*args):
-            request = request_of(args)
-            if request is None:
-                return as_method(*args)
-            return self.call(args, request)
+        if as_method is None:
+            def cached_view(*args):
+                return call(args, args[-1])
+        else:
+            def cached_view(*args):
+                request = request_of(args)
+                if request is None:
+                    return as_method(*args)
+                return call(args, request)
 
         def invalidate(*args):
             """Drop the entry of this request in the current app's region."""
@@ -158,12 +176,49 @@ def _parameter_name(pair):
     return pair.split('=', 1)[0]
 
 
+#: How many request keys of views without ``vary`` and ``per_user`` are
+#: remembered, and the longest remembered.
+VIEW_MEMO_SIZE = 1024
+VIEW_MEMO_TEXT = 1024
+
+
+def _request_parts(route, scheme, host, script, path, query):
+    """``(route, url, pairs)``: what a request key holds, in key order.
+
+    Query pairs are sorted by name (repeated names keep their order).
+    """
+    pairs = tuple(sorted(query.split('&'), key=_parameter_name)) if query else ('',)
+    return route, '%s://%s%s%s' % (scheme, host, script, path), pairs
+
+
+def _plain_key(*where):
+    """Key text of a request to a view without ``vary`` and ``per_user``.
+
+    It is what encode_tuple() makes of the parts (strings and None), in one
+    call.
+    """
+    return ascii(_request_parts(*where))
+
+
+@functools.lru_cache(maxsize=VIEW_MEMO_SIZE)
+def _remembered_key(*where):
+    """:func:`_plain_key`, remembered: writing it costs more than the rest of a hit.
+
+    The parts are strings (the route name may be None), so equal parts
+    always make the same key.  Longer keys are not remembered.
+    """
+    if sum(map(len, where[1:])) > VIEW_MEMO_TEXT:
+        raise NotMemoized
+    return _plain_key(*where)
+
+
 def _identified(request, registry):
     """True for a request with an identity: an Authorization header or a user id."""
     if 'HTTP_AUTHORIZATION' in request.environ:
         return True
-    if registry.queryUtility(ISecurityPolicy) is None:
-        return False  # what authenticated_userid would find, with fewer calls
+    # registry.queryUtility(ISecurityPolicy), minus a call: no policy, no user.
+    if registry.utilities.lookup((), ISecurityPolicy) is None:
+        return False
     return request.authenticated_userid is not None
 
 
@@ -206,9 +261,11 @@ def _view_entry(request, value, user, probed=False):
     if isinstance(value, WebObResponse):
         if not _response_storable(value):
             return NOT_STORED
+        body = value.body
         headers = [(name, text) for name, text in value.headerlist
-                   if name.lower() != 'set-cookie']
-        return ('response', value.status, headers, value.body)
+                   if name.lower() not in _NOT_REPLAYED]
+        headers.append(('Content-Length', str(len(body))))
+        return ('response', value.status, headers, body)
     response = request.__dict__.get('response')
     if response is None:
         return ('value', value, None)
@@ -221,10 +278,12 @@ def _replay(request, stored):
     """Turn a stored view entry back into the view's result."""
     if stored[0] == 'response':
         _, status, headers, body = stored
-        headerlist = [tuple(pair) for pair in headers]
+        # The stored headers have the body's Content-Length: given the body
+        # as app_iter, webob keeps them as they are instead of redoing it.
+        headerlist = list(map(tuple, headers))
         if status == _OK:  # the default: parsing a status line costs as much again
-            return Response(body=body, headerlist=headerlist)
-        return Response(body=body, status=status, headerlist=headerlist)
+            return Response(app_iter=[body], headerlist=headerlist)
+        return Response(app_iter=[body], status=status, headerlist=headerlist)
     _, value, response_state = stored
     if response_state is not None:
         response = request.response

@@ -197,7 +197,7 @@ class cached_region:
                 'views, whose parameters are (request) or (context, request)'
                 % cached.name)
         if shape != 'view' and shape != 'context view':
-            cached.key = KeyMaker(wrapped, options['ignore'], owner=shape != 'function').key
+            cached.use_keys(KeyMaker(wrapped, options['ignore'], owner=shape != 'function'))
         wrapper = coroutine_wrapper(cached) if coroutine else cached.wrapper()
         functools.wraps(wrapped)(wrapper)
         wrapper.__cached_region__ = cached

@@ -27,6 +27,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import hashlib
 import inspect
 import uuid
@@ -151,6 +152,45 @@ def fit(key, key_length):
     return '#' + hashlib.sha256(key.encode('ascii')).hexdigest()
 
 
+#: How many recent calls' keys each function remembers (see :func:`_memo`).
+MEMO_SIZE = 256
+#: The longest key text remembered.
+MEMO_TEXT = 256
+
+
+class NotMemoized(Exception):
+    """The key of these arguments is not remembered: compute it."""
+
+
+def _memo(count):
+    """Return ``memo(*args)``: the key text of ``count`` literal arguments, remembered.
+
+    ``functools.lru_cache(typed=True)`` tells ``1``, ``True`` and ``1.0``
+    apart; only arguments of the literal types are remembered (others
+    raise :class:`NotMemoized`), and neither float zero, since ``0.0 ==
+    -0.0`` while their keys differ.  Unhashable arguments raise TypeError.
+    """
+
+    def text(*args):
+        if len(args) != count:
+            raise NotMemoized
+        for arg in args:
+            cls = type(arg)
+            if cls not in _LITERALS or (cls is float and not arg):
+                raise NotMemoized
+        key = ascii(args)
+        if len(key) > MEMO_TEXT:
+            raise NotMemoized
+        return key
+
+    return functools.lru_cache(maxsize=MEMO_SIZE, typed=True)(text)
+
+
+#: What ``memo(*args)`` raises when it does not have the key (TypeError:
+#: unhashable arguments).
+MEMO_MISSES = (NotMemoized, TypeError)
+
+
 class KeyMaker:
     """Builds the key text of calls to one function: use :attr:`key`.
 
@@ -173,19 +213,28 @@ class KeyMaker:
         self.owner = params[0].name if owner and params else None
         #: ``key(args, kw)`` returns the key text of a call.
         self.key = self.slow
+        #: The same, without :attr:`memo`.
+        self.compute = self.slow
+        #: ``memo(*args)``: the key of a call passing only keyword-less
+        #: literal arguments, remembered; else it raises one of
+        #: :data:`MEMO_MISSES`.  None for functions it does not apply to.
+        self.memo = None
         positional = all(p.kind in _POSITIONAL for p in params)
         if positional and not self.ignore and self.owner is None:
-            self.key = self._fast_path(len(params))
+            self._fast_path(len(params))
 
     def _fast_path(self, count):
-        """Return a key function for calls that pass every argument by position.
+        """Use the fast key functions for calls that pass every argument by position.
 
         Such a call to a function with only positional parameters and
         literal arguments has, as its key, the ``ascii()`` of its ``args``.
+        The keys of the last :data:`MEMO_SIZE` such calls are remembered
+        (:attr:`memo`), since writing numbers and text as key text costs
+        more than the rest of a cache hit.
         """
         literals, slow = _LITERALS, self.slow
 
-        def key(args, kw):
+        def compute(args, kw):
             if not kw and len(args) == count:
                 for arg in args:
                     if type(arg) not in literals:
@@ -193,7 +242,17 @@ class KeyMaker:
                 return ascii(args)
             return slow(args, kw)
 
-        return key
+        memo = self.memo = _memo(count)
+
+        def key(args, kw):
+            if not kw:
+                try:
+                    return memo(*args)
+                except MEMO_MISSES:
+                    pass
+            return compute(args, kw)
+
+        self.key, self.compute = key, compute
 
     def slow(self, args, kw):
         """Bind the arguments to the signature and encode each one."""

@@ -96,6 +96,14 @@ def test_different_arguments_never_share_an_entry(app, left, right):
     assert services.exchange_rate(*left) != services.exchange_rate(*right)
 
 
+def test_equal_arguments_of_other_types_keep_their_own_entries(app):
+    calls = [(1, 'x'), (True, 'x'), (1.0, 'x'), ('1', 'x'), (1, 'x')]
+    first = [services.exchange_rate(*args) for args in calls]
+    assert len(set(first)) == 4 and first[0] == first[-1]
+    assert [services.exchange_rate(*args) for args in calls] == first
+    assert len(entries(app, services.exchange_rate)) == 4
+
+
 def test_keyword_positional_and_default_calls_share_an_entry(app):
     first = services.combine(1, b=2)
     assert services.combine(1, 2) == first

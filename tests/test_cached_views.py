@@ -206,3 +206,42 @@ def test_views_of_an_unknown_region_fail_at_commit(config):
     config.scan(VIEWS)
     with pytest.raises(ConfigurationError, match='no cache region named "short_term"'):
         config.commit()
+
+
+def test_a_replayed_response_has_the_stored_headers_and_a_content_length(config):
+    """Streamed bodies have no Content-Length: the replay gets one."""
+    from pyramid.response import Response
+
+    from pyramid_beaker import cached_region
+
+    runs = []
+
+    def streamed(request):
+        runs.append(1)
+        response = Response(app_iter=iter([b'he', b'llo']), content_type='text/plain')
+        response.headers['X-Kind'] = 'streamed'
+        return response
+
+    def sized(request):
+        runs.append(1)
+        return Response(b'sized', content_type='text/plain', status='200 OK')
+
+    config.add_settings(settings('replay'))
+    include(config)
+    for view in (streamed, sized):
+        cached = cached_region('short_term', name='replay.' + view.__name__)(view)
+        config.add_cached_function(cached)
+        config.add_route(view.__name__, '/' + view.__name__)
+        config.add_view(cached, route_name=view.__name__)
+    app = webtest.TestApp(config.make_wsgi_app())
+    for path, body in (('/streamed', b'hello'), ('/sized', b'sized')):
+        first = app.get(path)
+        again = app.get(path)
+        assert again.body == first.body == body
+        assert again.headers['Content-Length'] == str(len(body))
+        assert again.content_type == 'text/plain'
+        assert sorted(again.headerlist) == sorted(
+            first.headerlist + [('Content-Length', str(len(body)))]
+            if 'Content-Length' not in first.headers else first.headerlist)
+    assert app.get('/streamed').headers['X-Kind'] == 'streamed'
+    assert len(runs) == 2

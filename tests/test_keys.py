@@ -68,6 +68,33 @@ def test_fast_and_slow_paths_agree():
         assert maker.key(args, {}) == maker.slow(args, {})
 
 
+class Small(enum.IntEnum):
+    ONE = 1
+
+
+class Text(str):
+    pass
+
+
+def test_memoized_keys_stay_typed():
+    """The memo of recent keys never gives equal values of other types one key."""
+    maker = KeyMaker(two)
+    calls = [(1, 2), (True, 2), (1.0, 2), (Small.ONE, 2), (1, 2), (True, 2),
+             (0.0, 2), (-0.0, 2), (0.0, 2), ('1', '2'), (Text('1'), '2'),
+             ('1', '2'), (b'1', '2'), ((1,), 2), ((True,), 2), ([1], 2), (1, 2)]
+    for args in calls + calls:
+        assert maker.key(args, {}) == maker.slow(args, {}), args
+    assert maker.key((0.0, 2), {}) != maker.key((-0.0, 2), {})
+
+
+def test_memoized_keys_follow_the_signature():
+    maker = KeyMaker(with_defaults)
+    for _ in range(2):
+        assert maker.key((1,), {}) == maker.key((1, 2), {}) == '(1, 2, None)'
+    with pytest.raises(TypeError):
+        KeyMaker(two).key((1, 2, 3), {})
+
+
 def test_a_call_that_does_not_fit_the_signature_raises_typeerror():
     with pytest.raises(TypeError, match="missing a required argument: 'b'"):
         key_of(two, 1)
