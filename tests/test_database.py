@@ -264,22 +264,35 @@ def test_a_save_with_a_token_does_not_bring_back_a_deleted_or_expired_session(
 def test_a_write_request_runs_one_select_and_one_update(database_url, table_name, apps):
     app = apps(type='ext:database', url=database_url, table_name=table_name)
     app.get('/set', {'a': '1'})
-    engine = app.app.registry.getUtility(ISessionFactory).store.engine
+    store = app.app.registry.getUtility(ISessionFactory).store
     statements, checkouts = [], []
 
     def executed(conn, cursor, statement, *args):
         statements.append(' '.join(statement.split()[:1]) + (
             ' FOR UPDATE' if 'FOR UPDATE' in statement else ''))
 
-    sa.event.listen(engine, 'before_cursor_execute', executed)
-    sa.event.listen(engine.pool, 'checkout', lambda *args: checkouts.append(1))
+    def checkout(dbapi_connection, *args):
+        checkouts.append(dbapi_connection)
+
+    for engine in (store.engine, store.autocommit):  # transactions; single statements
+        sa.event.listen(engine, 'before_cursor_execute', executed)
+        sa.event.listen(engine.pool, 'checkout', checkout)
     try:
         assert app.get('/set', {'b': '2'}).json['data'] == {'a': '1', 'b': '2'}
     finally:
-        sa.event.remove(engine, 'before_cursor_execute', executed)
+        for engine in (store.engine, store.autocommit):
+            sa.event.remove(engine, 'before_cursor_execute', executed)
+            sa.event.remove(engine.pool, 'checkout', checkout)
     assert statements == ['SELECT', 'UPDATE']
     assert len(checkouts) == 2
+    assert all(_autocommit(dbapi_connection) for dbapi_connection in checkouts)
     assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+
+
+def _autocommit(dbapi_connection):
+    """True when a psycopg or PyMySQL connection is in autocommit mode."""
+    get = getattr(dbapi_connection, 'get_autocommit', None)  # PyMySQL
+    return get() if get is not None else dbapi_connection.autocommit
 
 
 def test_stores_racing_to_create_the_table_all_succeed(database_url, table_name):
@@ -322,8 +335,9 @@ def test_schema_and_engine_options(database_url, engine, table_name):
         'url': database_url, 'table_name': table_name, 'schema_name': schema,
         'sa.pool_size': 2, 'sa.pool_pre_ping': False}, CODEC)
     try:
-        assert store.engine.pool.size() == 2
-        assert store.engine.pool._pre_ping is False
+        for engine in (store.engine, store.autocommit):
+            assert engine.pool.size() == 2
+            assert engine.pool._pre_ping is False
         store.save('a' * 32, {'x': 1}, frozenset(), time.time(), time.time(), 600)
         assert sa.inspect(engine).has_table(table_name, schema=schema)
         assert not sa.inspect(engine).has_table(table_name)

@@ -71,8 +71,10 @@ def test_session_requests_on_a_frozen_server_end_within_the_timeout(
     factory, app = session_app(url, table)
     try:
         app.get('/set', {'user': 'alice'})
+        app.get('/get')  # loads have a pooled connection of their own now
         if when == 'new connection':
             factory.store.engine.dispose()
+            factory.store.autocommit.dispose()
         proxy.freeze()
         response, elapsed = _timed(lambda: app.get('/get', status=503))
         assert 'no answer within 1.5 s' in response.json['down'] or when == 'new connection'

@@ -383,7 +383,7 @@ class DatabaseSessionStore(SessionStore):
         self._owns_engine = options.get('bind') is None
         self.engine = connect(options)
         self.timeout = socket_timeout(options)
-        self.reader = self.engine.execution_options(isolation_level='AUTOCOMMIT')
+        self.autocommit = self._autocommit_engine(options)
         self.url = self.engine.url.render_as_string(hide_password=False)
         if self.engine.dialect.name == 'sqlite':
             warnings.warn(
@@ -406,6 +406,18 @@ class DatabaseSessionStore(SessionStore):
         self._insert_row = table.insert()
         self._delete_row = table.delete().where(by_id)
 
+    def _autocommit_engine(self, options):
+        """The engine of single statements: loads, conditional writes, deletes.
+
+        When the store made its engine, a second one from the same options
+        whose connections stay in autocommit mode, so that no pooled
+        connection switches modes per use (which costs more than the
+        statement); a given engine switches its connections per use.
+        """
+        if not self._owns_engine:
+            return self.engine.execution_options(isolation_level='AUTOCOMMIT')
+        return connect(dict(options, **{'sa.isolation_level': 'AUTOCOMMIT'}))
+
     def _run(self, engine, work):
         """Return ``work(conn)`` (see :func:`run`); failures raise SessionBackendError."""
         try:
@@ -420,7 +432,7 @@ class DatabaseSessionStore(SessionStore):
 
     def load(self, session_id):
         """Return the record; its token holds the row's ``data`` as read."""
-        row = self._run(self.reader, lambda conn: conn.execute(
+        row = self._run(self.autocommit, lambda conn: conn.execute(
             self._select, {'sid': session_id, 'now': time.time()}).first())
         return None if row is None else self._decode(session_id, row.data, row.data)
 
@@ -447,7 +459,7 @@ class DatabaseSessionStore(SessionStore):
             'old': token[0],
             'now': time.time(),
         }
-        return self._run(self.reader, lambda conn: conn.execute(
+        return self._run(self.autocommit, lambda conn: conn.execute(
             self._update_if_unchanged, values).rowcount) == 1
 
     def _update(self, session_id, changed, deleted, created, accessed, ttl, create):
@@ -501,7 +513,8 @@ class DatabaseSessionStore(SessionStore):
             % session_id[:8])
 
     def delete(self, session_id):
-        self._run(self.engine, lambda conn: conn.execute(self._delete_row, {'sid': session_id}))
+        self._run(self.autocommit, lambda conn: conn.execute(
+            self._delete_row, {'sid': session_id}))
 
     def purge_expired(self, max_idle, now=None, progress=None):
         """Delete rows past their expiry, in one statement.
@@ -521,6 +534,7 @@ class DatabaseSessionStore(SessionStore):
     def close(self):
         if self._owns_engine:
             self.engine.dispose()
+            self.autocommit.dispose()
 
 
 def _deadlock(exc):

@@ -16,6 +16,7 @@ by rendezvous hashing among the servers that answer.  A server that fails
 is skipped for :attr:`ServerPool.retry_after` seconds and its keys move to
 the others, where they start empty: its sessions become new sessions.
 """
+import collections
 import contextlib
 import hashlib
 import math
@@ -39,7 +40,7 @@ from .base import (
 )
 
 try:
-    from pymemcache.client.base import PooledClient
+    from pymemcache.client.base import Client
     from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 except ImportError as exc:  # Beaker skips such entry points quietly
     raise InvalidCacheBackendError(
@@ -112,41 +113,80 @@ def _server_spec(part, url, label):
 _STALE = (MemcacheUnexpectedCloseError, BrokenPipeError, ConnectionResetError)
 
 
-class ReconnectingClient(PooledClient):
-    """A pooled client that moves past pooled connections a restart killed.
+class ClientPool:
+    """Thread-safe pool of connections to one memcached server.
 
-    After memcached restarts, every idle pooled connection is dead; plain
-    :class:`PooledClient` would fail one command per dead connection.  Here a
-    command that hits one is retried, on the next idle connection or a new
-    one.  Retrying is safe for the commands used: a repeated ``add``/``cas``
-    fails and the caller's loop reads again; ``get``/``set``/``delete`` repeat.
+    Offers the client methods the stores use.  Each call takes an idle
+    pymemcache :class:`~pymemcache.client.base.Client` (or makes one) and
+    puts it back when the call returns; a client whose call failed is
+    closed instead.  After memcached restarts, every idle connection is
+    dead: a call that hits one is made again on the next idle client, or a
+    new one.  Retrying is safe for the commands used: a repeated
+    ``add``/``cas`` fails and the caller's loop reads again;
+    ``get``/``set``/``delete`` repeat.
     """
 
-    def _retried(self, method, *args, **kwargs):
-        for _ in range(len(self.client_pool.free)):
+    def __init__(self, server, timeout):
+        self.server = server
+        self.timeout = timeout
+        #: Idle clients, the most recently used last (``deque`` pops and
+        #: appends are atomic: no lock is needed).
+        self.idle = collections.deque()
+
+    def _new_client(self):
+        # No serde: pymemcache then passes bytes through unchanged and never
+        # pickles or unpickles anything.
+        return Client(self.server, connect_timeout=self.timeout, timeout=self.timeout,
+                      no_delay=True, default_noreply=False)
+
+    def _call(self, method, *args, **kwargs):
+        idle = self.idle
+        while True:
             try:
-                return method(self, *args, **kwargs)
+                client, fresh = idle.pop(), False
+            except IndexError:
+                client, fresh = self._new_client(), True
+            try:
+                result = getattr(client, method)(*args, **kwargs)
             except _STALE:
-                continue
-        return method(self, *args, **kwargs)
+                client.close()
+                if fresh:
+                    raise
+                continue  # a connection the server closed while it was idle
+            except BaseException:
+                client.close()
+                raise
+            idle.append(client)
+            return result
 
     def get(self, *args, **kwargs):
-        return self._retried(PooledClient.get, *args, **kwargs)
+        return self._call('get', *args, **kwargs)
+
+    def get_many(self, *args, **kwargs):
+        return self._call('get_many', *args, **kwargs)
 
     def gets(self, *args, **kwargs):
-        return self._retried(PooledClient.gets, *args, **kwargs)
+        return self._call('gets', *args, **kwargs)
 
     def set(self, *args, **kwargs):
-        return self._retried(PooledClient.set, *args, **kwargs)
+        return self._call('set', *args, **kwargs)
 
     def add(self, *args, **kwargs):
-        return self._retried(PooledClient.add, *args, **kwargs)
+        return self._call('add', *args, **kwargs)
 
     def cas(self, *args, **kwargs):
-        return self._retried(PooledClient.cas, *args, **kwargs)
+        return self._call('cas', *args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        return self._retried(PooledClient.delete, *args, **kwargs)
+        return self._call('delete', *args, **kwargs)
+
+    def close(self):
+        """Close the idle connections (clients in use close after their call)."""
+        while self.idle:
+            try:
+                self.idle.pop().close()
+            except IndexError:
+                break
 
 
 def as_memcached_url(value, label):
@@ -181,16 +221,8 @@ def connect(options):
     timeout = options.get('socket_timeout') or DEFAULT_TIMEOUT
     specs = server_specs(options.get('url'))
     if len(specs) == 1:
-        return _client(specs[0], timeout)
-    return ServerPool({spec: _client(spec, timeout) for spec in specs})
-
-
-def _client(spec, timeout):
-    # No serde: pymemcache then passes bytes through unchanged and never
-    # pickles or unpickles anything.
-    return ReconnectingClient(
-        spec, connect_timeout=timeout, timeout=timeout, no_delay=True,
-        default_noreply=False)
+        return ClientPool(specs[0], timeout)
+    return ServerPool({spec: ClientPool(spec, timeout) for spec in specs})
 
 
 #: How a call fails when its server is down or went away mid-call.
