@@ -370,10 +370,12 @@ class BeakerSession:
     def _read(self):
         """Return the record the request's cookie points to, or None.
 
-        Sets ``self._id`` (None for cookie sessions) and ``self._cookie_sent``.
+        Sets ``self._id`` (None for cookie sessions), ``self._cookie_sent``
+        and ``self._cookie_stale`` (the id was signed with an old secret).
         """
         factory = self._factory
         self._id = None
+        self._cookie_stale = False
         value = cookie_value(self._request.environ, factory.cookie_name)
         self._cookie_sent = value is not None
         if not value:
@@ -383,13 +385,13 @@ class BeakerSession:
             if record is None and factory.beaker_reader is not None:
                 _, self._migrated = factory.beaker_reader.read_cookie(value)
             return record
-        self._id, stale_cookie = factory.id_cookie.loads_checked(value)
+        self._id, self._cookie_stale = factory.id_cookie.loads_checked(value)
         if self._id is None:
             if factory.beaker_reader is not None:
                 self._beaker_id, self._migrated = factory.beaker_reader.read_cookie(value)
             return None
         record = factory.store.load(self._id)
-        if stale_cookie and record is not None:
+        if self._cookie_stale and record is not None:
             record = record._replace(stale=True)
         return record
 
@@ -656,18 +658,24 @@ class BeakerSession:
                 self._created, now(), self._expiry or factory.ttl, create=create,
                 token=None if create else self._token)
         elif self._touch:
+            create = False
             saved = factory.store.touch(self._id, now(), self._expiry or factory.ttl,
                                         token=self._token)
-            if saved and not factory.cookie_has_lifetime and self._expiry is None:
-                return
         else:
             if self._id_dropped:
                 self._clear_old_cookie(response)
             return
-        if saved:
-            factory.set_cookie(response, factory.id_cookie.dumps(self._id), self._expiry)
-        else:
+        if not saved:
             self._clear_old_cookie(response)
+        elif create or not self._cookie_stays():
+            factory.set_cookie(response, factory.id_cookie.dumps(self._id), self._expiry)
+
+    def _cookie_stays(self):
+        """True when the browser's cookie for this loaded session is right as
+        it is: signed with ``secret``, and without a lifetime to slide (the
+        factory's or the session's own), nor one this request removed."""
+        return not (self._cookie_stale or self._factory.cookie_has_lifetime
+                    or self._expiry is not None or EXPIRY_KEY in self._deleted)
 
     def _sign_anew(self):
         """Save again the values found signed with an old secret (or not

@@ -279,3 +279,28 @@ def test_vary_keeps_the_apps_own_values(tmp_dir, request, factories):
     app = build_app(factories(**store_options('memory', tmp_dir, request)),
                     {'varied': varied})
     assert app.get('/hook/varied').headers['Vary'] == 'Accept-Encoding, Cookie'
+
+
+# -- 6. Set-Cookie only when the browser's cookie must change ---------------------------
+
+def test_a_save_sends_the_cookie_again_only_when_it_changes(
+        server_kind, tmp_dir, request, factories):
+    app = build_app(factories(**store_options(server_kind, tmp_dir, request)))
+    assert app.get('/set', {'a': '1'}).headers['Set-Cookie'].startswith(COOKIE + '=')
+    cookie = app.cookies[COOKIE]
+    response = app.get('/set', {'b': '2'})
+    assert 'Set-Cookie' not in response.headers  # same id, same signature, no lifetime
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+    response = app.get('/regenerate')
+    assert response.headers['Set-Cookie'].startswith(COOKIE + '=')  # a new id
+    assert app.cookies[COOKIE] != cookie
+
+
+def test_a_cookie_with_a_lifetime_is_sent_again_by_each_save(
+        server_kind, tmp_dir, request, factories):
+    options = store_options(server_kind, tmp_dir, request, cookie_expires=3600)
+    app = build_app(factories(**options))
+    app.get('/set', {'a': '1'})
+    response = app.get('/set', {'b': '2'})
+    assert 'Max-Age=3600' in response.headers['Set-Cookie']  # it slides
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
