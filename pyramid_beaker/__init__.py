@@ -1,5 +1,7 @@
 """Beaker sessions and cache regions for Pyramid."""
-import functools
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
 from pyramid.config import Configurator
 from pyramid.interfaces import PHASE0_CONFIG, PHASE2_CONFIG
@@ -7,11 +9,12 @@ from pyramid.tweens import EXCVIEW
 
 from .cache import get_region, regions, set_cache_regions_from_settings
 from .cache_stats import add_cache_stats_listener, stats
-from .debugtoolbar import add_toolbar_panel
-from .decorator import cached_region
 from .directives import add_beaker_session, add_cache_region, add_cached_function
-from .session import BeakerSessionFactoryConfig, session_factory_from_settings
 from .settings import SESSION_PREFIXES, check_cache_settings, region_names
+
+if TYPE_CHECKING:  # imported on first use (see __getattr__)
+    from .decorator import cached_region
+    from .session import BeakerSessionFactoryConfig, session_factory_from_settings
 
 __version__ = '1.0.dev0'
 
@@ -25,6 +28,29 @@ __all__ = [
     'set_cache_regions_from_settings',
     'stats',
 ]
+
+
+_SESSION_MODULE = __name__ + '.session'
+#: Public names whose modules are imported on first use, so that an app
+#: start imports only what the app uses.
+_LAZY = {
+    'cached_region': '.decorator',
+    'BeakerSessionFactoryConfig': '.session',
+    'session_factory_from_settings': '.session',
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError('module %r has no attribute %r' % (__name__, name))
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def includeme(config: Configurator) -> None:
@@ -47,10 +73,13 @@ def includeme(config: Configurator) -> None:
       ``config.add_cache_region(name)`` for each name in ``cache.regions``
       (or ``beaker.cache.regions``).
 
-    It also adds the tween :func:`~.session.session_tween_factory` over
-    Pyramid's exception-view tween, so a session store that fails while
-    saving is rendered by the app's exception view for
-    :class:`~.stores.base.SessionBackendError`.
+    When the app uses Beaker sessions (from the settings,
+    ``add_beaker_session`` or a factory made before the commit by
+    :func:`~.session.BeakerSessionFactoryConfig`), it also adds the tween
+    :func:`~.session.session_tween_factory` over Pyramid's exception-view
+    tween, so a session store that fails while saving is rendered by the
+    app's exception view for :class:`~.stores.base.SessionBackendError`.
+    Apps without them do not import the session module at all.
 
     A ``cache.<name>.*`` setting for a region that was not configured, and
     any setting that is not an option, raise
@@ -64,10 +93,9 @@ def includeme(config: Configurator) -> None:
     config.add_directive('add_beaker_session', add_beaker_session)
     config.add_directive('add_cache_region', add_cache_region)
     config.add_directive('add_cached_function', add_cached_function)
-    config.add_tween('pyramid_beaker.session.session_tween_factory', over=EXCVIEW)
     config.add_directive('add_cache_stats_listener', add_cache_stats_listener)
     config.add_tween('pyramid_beaker.cache_stats.stats_tween_factory')
-    config.action(None, functools.partial(add_toolbar_panel, config.registry))
+    config.action(None, _add_toolbar_panel, (config.registry,))
 
     def configure_from_settings():
         settings = config.get_settings() or {}
@@ -76,12 +104,27 @@ def includeme(config: Configurator) -> None:
         for name in region_names(settings):
             config.add_cache_region(name)
 
+    def add_session_tween():
+        # A Beaker session factory exists only once its module is imported.
+        if _SESSION_MODULE in sys.modules:
+            config.add_tween(_SESSION_MODULE + '.session_tween_factory', over=EXCVIEW)
+
     def check_unused_cache_settings():
         check_cache_settings(config.get_settings() or {}, regions(config.registry))
 
     # Runs first at commit; the actions it adds are then resolved against
     # the app's own, at their own phases.
     config.action(None, configure_from_settings, order=PHASE0_CONFIG)
+    # Then (same phase, later sequence), once settings may have added a session.
+    config.action(None, add_session_tween, order=PHASE0_CONFIG)
     # Once every region is configured (they are, at PHASE1_CONFIG), a
     # cache.<name>.* setting for a region nobody configured is a mistake.
     config.action(None, check_unused_cache_settings, order=PHASE2_CONFIG)
+
+
+def _add_toolbar_panel(registry):
+    """:func:`.debugtoolbar.add_toolbar_panel`, for apps that import the toolbar."""
+    if 'pyramid_debugtoolbar' in sys.modules:
+        from .debugtoolbar import add_toolbar_panel
+
+        add_toolbar_panel(registry)

@@ -17,6 +17,7 @@ at the end of a request, each app process also:
   reads those totals (:func:`shared_stats`) for the running app.
 """
 import logging
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, Union
@@ -261,9 +262,9 @@ def stats_tween_factory(handler, registry):
 
     Apps without cached functions get the handler back unchanged.
     """
-    from .binding import bindings
-
-    if not bindings(registry):
+    # Without the binding module imported, nothing was bound: do not import it.
+    binding = sys.modules.get(__package__ + '.binding')
+    if binding is None or not binding.bindings(registry):
         return handler
     sharer = _Sharer(registry)
 

@@ -12,9 +12,6 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.interfaces import PHASE1_CONFIG, ISessionFactory
 
 from . import cache
-from .binding import bind
-from .cached_functions import CachedFunction
-from .session import SessionFactory
 from .settings import (
     REGION_OPTIONS,
     SESSION_OPTIONS,
@@ -56,6 +53,10 @@ def add_beaker_session(config: Configurator, prefix: str = 'session.',
     intr = config.introspectable(
         'session factory', None, 'beaker session (%s*)' % prefix,
         'beaker session factory')
+
+    # Imported here (apps without sessions never import it), and now: the
+    # session tween is added at commit when this module has been imported.
+    from .session import SessionFactory
 
     def register():
         settings = config.get_settings() or {}
@@ -133,6 +134,10 @@ def add_cached_function(config: Configurator,
     the function's file and line.  The function is listed in the
     introspector under ``'beaker cached functions'``, related to its region.
     """
+    # Imported here: an app without cached functions never imports them.
+    from .binding import bind
+    from .cached_functions import CachedFunction
+
     function = config.maybe_dotted(function)
     cached = getattr(function, '__cached_region__', None)
     if not isinstance(cached, CachedFunction):

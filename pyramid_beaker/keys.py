@@ -23,22 +23,30 @@ with their class.  Anything else raises :class:`TypeError` naming the
 argument: keying on ``repr()`` would put a memory address in the key.
 """
 import collections
-import datetime
-import decimal
 import enum
-import fractions
 import functools
 import hashlib
 import inspect
-import uuid
 
 #: The method that gives an object a deliberate cache key.
 KEY_METHOD = '__cache_key__'
 
 _LITERALS = frozenset((type(None), bool, int, float, str, bytes))
-_VALUES = frozenset((
-    datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
-    decimal.Decimal, fractions.Fraction, complex, uuid.UUID))
+
+
+@functools.lru_cache(maxsize=None)
+def _values():
+    """Types keyed by their ``ascii()``; their modules are imported on first use."""
+    import datetime
+    import decimal
+    import fractions
+    import uuid
+
+    return frozenset((
+        datetime.date, datetime.datetime, datetime.time, datetime.timedelta,
+        decimal.Decimal, fractions.Fraction, complex, uuid.UUID))
+
+
 _SCALAR_BASES = (str, bytes, int, float)
 _CONTAINER_BASES = (tuple, list, dict, set, frozenset)
 _OWNER_AS_VALUE = (type, enum.Enum) + _SCALAR_BASES + _CONTAINER_BASES
@@ -91,7 +99,7 @@ def encode(value, label='argument'):
         if isinstance(value.name, str):
             return '%s.%s' % (_tag(cls), value.name)
         return '%s(%s)' % (_tag(cls), encode(value.value, label))
-    if cls in _VALUES:
+    if cls in _values():
         text = ascii(value)
         if ' at 0x' not in text:  # e.g. a datetime with a home-made tzinfo
             return text
@@ -135,7 +143,7 @@ def encode_owner(value, label):
     its parent's.
     """
     cls = type(value)
-    if (cls in _LITERALS or cls in _VALUES or isinstance(value, _OWNER_AS_VALUE)
+    if (cls in _LITERALS or cls in _values() or isinstance(value, _OWNER_AS_VALUE)
             or getattr(cls, KEY_METHOD, None) is not None):
         return encode(value, label)
     return _tag(cls)

@@ -7,7 +7,6 @@ raises :class:`pyramid.exceptions.ConfigurationError` naming both.
 Already-typed values (an int, a bool, an engine object) pass through.
 """
 import datetime
-import difflib
 
 from pyramid.exceptions import ConfigurationError
 
@@ -253,6 +252,8 @@ def _check_session_options(options, label):
 
 def did_you_mean(name, known):
     """Return ``'; did you mean "x"?'`` for the known name closest to ``name``, or ''."""
+    import difflib  # here: only a mistake needs it
+
     close = difflib.get_close_matches(name, [option for option in known
                                              if not option.endswith('.')], n=1)
     return '; did you mean "%s"?' % close[0] if close else ''

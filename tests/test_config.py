@@ -584,6 +584,56 @@ def test_memory_only_app_starts_without_backend_drivers_or_beaker_cache():
     assert found['results'] == [4, 4] and found['calls'] == [2]
 
 
+REGIONS_ONLY = '''
+import json, sys
+from pyramid.config import Configurator
+config = Configurator(settings={'cache.regions': 'short', 'cache.short.type': 'memory',
+                                'cache.short.expire': '60'})
+config.include('pyramid_beaker')
+app = config.make_wsgi_app()
+print(json.dumps(sorted(name for name in sys.modules if name.startswith('pyramid_beaker')
+                        or name in ('importlib.metadata', 'difflib', 'decimal'))))
+'''
+
+
+def test_an_app_imports_only_the_modules_it_uses():
+    """Sessions, cached functions and the toolbar panel are imported on first use."""
+    done = subprocess.run([sys.executable, '-c', REGIONS_ONLY], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    for name in ('session', 'decorator', 'cached_functions', 'cached_views', 'binding',
+                 'keys', 'debugtoolbar'):
+        assert 'pyramid_beaker.' + name not in loaded
+    assert not {'importlib.metadata', 'difflib', 'decimal'} & set(loaded)
+    assert 'pyramid_beaker.stores.memory' in loaded
+
+
+SESSION_TWEEN = 'pyramid_beaker.session.session_tween_factory'
+
+
+def _tweens(app):
+    from pyramid.interfaces import ITweens
+
+    return [name for name, _ in app.registry.queryUtility(ITweens).implicit()]
+
+
+def test_apps_with_beaker_sessions_get_the_session_tween(config):
+    from pyramid_beaker import BeakerSessionFactoryConfig
+
+    config.add_settings({'session.type': 'memory', 'session.secret': SECRET})
+    config.include('pyramid_beaker')
+    assert SESSION_TWEEN in _tweens(config.make_wsgi_app())
+
+    set_after_include = Configurator(settings={})
+    set_after_include.include('pyramid_beaker')
+    set_after_include.set_session_factory(
+        BeakerSessionFactoryConfig(type='memory', secret=SECRET))
+    app = set_after_include.make_wsgi_app()
+    tweens = _tweens(app)
+    assert tweens.index(SESSION_TWEEN) < tweens.index('pyramid.tweens.excview_tween_factory')
+
+
 def test_our_registry_names_lead_to_the_classes_beaker_loads():
     from pyramid_beaker import stores
 

@@ -20,7 +20,6 @@ its registry imports every entry point's module, hence every backend's
 driver, in a process that configured none of them.
 """
 import importlib
-import importlib.metadata
 import pkgutil
 import sys
 
@@ -57,6 +56,8 @@ def _load_module(name):
 
 
 def _entry_points():
+    import importlib.metadata  # here: only types that are not ours need it
+
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
