@@ -12,7 +12,6 @@ does), so this module never imports it: while no one has, regions wait in
 :data:`_unpublished` and are published the moment ``beaker.cache`` is
 imported (see :class:`_PublishOnImport`).
 """
-import importlib.abc
 import importlib.util
 import logging
 import sys
@@ -138,8 +137,11 @@ def _publish(name, options):
         _PublishOnImport.install()
 
 
-class _PublishOnImport(importlib.abc.MetaPathFinder):
+class _PublishOnImport:
     """Import hook: fills ``beaker.cache.cache_regions`` as the module is loaded.
+
+    A meta path finder needs only ``find_spec`` (not importlib.abc, which
+    would cost every app's start an import).
 
     It finds ``beaker.cache`` with the other finders, then has the loader
     copy :data:`_unpublished` into the module's table right after running

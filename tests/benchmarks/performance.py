@@ -477,20 +477,61 @@ print(' '.join(sorted(m for m in %r if m in sys.modules)))
 
 
 def measure_start(env):
-    """Wall time of whole processes: plain Pyramid vs include + a memory region."""
-    scripts = {'plain Pyramid': START_PLAIN, 'pyramid_beaker include, memory region': START_OURS}
-    samples = {name: [] for name in scripts}
+    """Wall time of whole processes: plain Pyramid vs include + a memory region.
+
+    The processes run in this process's environment: with an editable
+    install and ``PYTHONDONTWRITEBYTECODE=1``, pyramid_beaker's source is
+    compiled at every start, while Pyramid's modules come from the bytecode
+    pip wrote.  For reference, they are also timed loading every module from
+    bytecode, as an installed app does (written and read under a private
+    ``PYTHONPYCACHEPREFIX``, after one warm-up run each).
+    """
+    scripts = {'plain Pyramid': START_PLAIN, START_CASE: START_OURS}
+    compiled = _bytecode_environ(env)
+    environments = {'': None, BYTECODE_LABEL: compiled}
     imported = subprocess.run([sys.executable, '-c', START_OURS], capture_output=True,
                               text=True, check=True).stdout.split()
+    for script in scripts.values():  # the warm-up run that writes the bytecode
+        subprocess.run([sys.executable, '-c', script], check=True,
+                       stdout=subprocess.DEVNULL, env=compiled)
+    runs = [(name + label, script, environ_)
+            for label, environ_ in environments.items() for name, script in scripts.items()]
+    samples = {name: [] for name, _, _ in runs}
     for _ in range(11):
-        for name, script in scripts.items():
+        for name, script, environ_ in runs:
             started = time.perf_counter()
             subprocess.run([sys.executable, '-c', script], check=True,
-                           stdout=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, env=environ_)
             samples[name].append(time.perf_counter() - started)
     result = {name: statistics.median(values) for name, values in samples.items()}
     result['drivers imported'] = imported
+    result['no bytecode writing'] = bool(os.environ.get('PYTHONDONTWRITEBYTECODE'))
     return result
+
+
+def count_start(env):
+    """Instructions of each whole process of :func:`measure_start`."""
+    counts = {}
+    for label, environ_ in (('', None), (BYTECODE_LABEL, _bytecode_environ(env))):
+        for name, script in (('plain Pyramid', START_PLAIN), (START_CASE, START_OURS)):
+            out_file = os.path.join(env['tmp'], 'callgrind.start.%s' % uuid.uuid4().hex[:6])
+            subprocess.run(['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out_file,
+                            sys.executable, '-c', script], check=True, env=environ_,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            counts[name + label] = _summary(out_file)
+            os.remove(out_file)
+    return counts
+
+
+def _bytecode_environ(env):
+    """This environment, writing and reading bytecode under a private prefix."""
+    compiled = dict(os.environ, PYTHONPYCACHEPREFIX=os.path.join(env['tmp'], 'pycache'))
+    compiled.pop('PYTHONDONTWRITEBYTECODE', None)
+    return compiled
+
+
+START_CASE = 'pyramid_beaker include, memory region'
+BYTECODE_LABEL = ' (all from bytecode)'
 
 
 def write_modules(directory, decorator_import, decorator, count=100):
@@ -765,15 +806,25 @@ def report(name, wall, counts, summary, label=''):
         summary.ratio('cached view hit vs uncached view, wall', get('cached view hit'),
                       get('uncached view'), 1.3)
     elif name == 'start':
-        ours = 'pyramid_beaker include, memory region'
-        print('\nProcess start (median of 11 interleaved runs)')
-        print(rst_table(['process', 'median'], [
-            ['plain Pyramid', fmt_time(wall['plain Pyramid'])],
-            [ours, fmt_time(wall[ours])]]))
+        ours, compiled = START_CASE, BYTECODE_LABEL
+        print('\nProcess start (median of 11 interleaved runs; PYTHONDONTWRITEBYTECODE %s)'
+              % ('set: pyramid_beaker is compiled at each start' if wall['no bytecode writing']
+                 else 'unset'))
+        cnt = (counts or {}).get
+        print(rst_table(['process', 'median', 'instructions'], [
+            [case, fmt_time(wall[case]), fmt_count(cnt(case)) if cnt(case) else '-']
+            for case in ('plain Pyramid', ours, 'plain Pyramid' + compiled, ours + compiled)]))
         drivers = ' '.join(wall['drivers imported']) or 'none'
         print('backend drivers imported: %s' % drivers)
         summary.ratio('process start vs plain Pyramid', wall[ours],
                       wall['plain Pyramid'], 1.2)
+        summary.ratio('process start vs plain Pyramid, instructions', cnt(ours),
+                      cnt('plain Pyramid'), 1.2)
+        for what, value, base in (('', wall.get, wall.get), (', instructions', cnt, cnt)):
+            if value(ours + compiled) and base('plain Pyramid' + compiled):
+                ratio = value(ours + compiled) / base('plain Pyramid' + compiled)
+                summary.add('process start vs plain Pyramid%s%s' % (compiled, what),
+                            '%.2f×' % ratio, '(for reference)', None)
         summary.add('backend drivers imported (memory only)', drivers, 'none',
                     not wall['drivers imported'])
     elif name == 'import100':
@@ -885,6 +936,8 @@ def main(argv=None):
                     counts = None
                     if callgrind and name in ROWS and ROWS[name]['counted']:
                         counts = run_child(name, env_, callgrind=True)
+                    elif callgrind and name == 'start':
+                        counts = count_start(env_)
                     report(name, wall, counts, summary, label)
                 except Skip as exc:
                     print('\n%s%s: skipped: %s' % (name, label, exc))
