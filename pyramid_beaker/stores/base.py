@@ -279,9 +279,11 @@ class SessionStore:
             return None
 
     def _as_loaded(self, token):
-        """Return the record a token was loaded with, as it was (the app may
-        have changed the data it was given); its payload was checked then."""
-        return unpack_record(self.codec.parse(token[1]))
+        """Return ``(data, created)`` of the record a token was loaded with, as
+        it was (the app may have changed the data it was given); its payload
+        was checked and found well formed then."""
+        obj = self.codec.parse(token[1])
+        return obj['d'], obj['c']
 
 
 class UnstorableValue(TypeError):

@@ -449,10 +449,9 @@ class DatabaseSessionStore(SessionStore):
     def _write_over(self, session_id, token, changed, deleted, accessed, ttl):
         """Write the loaded record with the changes by one UPDATE that matches
         only the row as loaded (and not expired); True if it matched."""
-        record = self._as_loaded(token)
+        data, created = self._as_loaded(token)
         values = {
-            'data': self.codec.dumps(pack_record(
-                merge(record.data, changed, deleted), record.created, accessed)),
+            'data': self.codec.dumps(pack_record(merge(data, changed, deleted), created, accessed)),
             'accessed': accessed,
             'expires': accessed + ttl,
             'sid': session_id,

@@ -17,7 +17,6 @@ is skipped for :attr:`ServerPool.retry_after` seconds and its keys move to
 the others, where they start empty: its sessions become new sessions.
 """
 import collections
-import contextlib
 import hashlib
 import math
 import random
@@ -139,7 +138,8 @@ class ClientPool:
         return Client(self.server, connect_timeout=self.timeout, timeout=self.timeout,
                       no_delay=True, default_noreply=False)
 
-    def _call(self, method, *args, **kwargs):
+    def _call(self, method, args, kwargs):
+        """Return ``method(client, *args, **kwargs)`` (a ``Client`` method) on a pooled client."""
         idle = self.idle
         while True:
             try:
@@ -147,7 +147,7 @@ class ClientPool:
             except IndexError:
                 client, fresh = self._new_client(), True
             try:
-                result = getattr(client, method)(*args, **kwargs)
+                result = method(client, *args, **kwargs)
             except _STALE:
                 client.close()
                 if fresh:
@@ -160,25 +160,25 @@ class ClientPool:
             return result
 
     def get(self, *args, **kwargs):
-        return self._call('get', *args, **kwargs)
+        return self._call(Client.get, args, kwargs)
 
     def get_many(self, *args, **kwargs):
-        return self._call('get_many', *args, **kwargs)
+        return self._call(Client.get_many, args, kwargs)
 
     def gets(self, *args, **kwargs):
-        return self._call('gets', *args, **kwargs)
+        return self._call(Client.gets, args, kwargs)
 
     def set(self, *args, **kwargs):
-        return self._call('set', *args, **kwargs)
+        return self._call(Client.set, args, kwargs)
 
     def add(self, *args, **kwargs):
-        return self._call('add', *args, **kwargs)
+        return self._call(Client.add, args, kwargs)
 
     def cas(self, *args, **kwargs):
-        return self._call('cas', *args, **kwargs)
+        return self._call(Client.cas, args, kwargs)
 
     def delete(self, *args, **kwargs):
-        return self._call('delete', *args, **kwargs)
+        return self._call(Client.delete, args, kwargs)
 
     def close(self):
         """Close the idle connections (clients in use close after their call)."""
@@ -305,6 +305,23 @@ def _spec_name(spec):
     return spec if isinstance(spec, str) else '%s:%d' % spec
 
 
+class _Failures:
+    """Context manager: memcached errors inside raise SessionBackendError."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, (OSError, MemcacheError)):
+            raise SessionBackendError(
+                'memcached session store at %s failed: %s: %s'
+                % (mask_url(self.url), kind.__name__, exc)) from exc
+        return False
+
+
 class MemcachedSessionStore(SessionStore):
     """One memcached item per session, updated by compare-and-swap."""
 
@@ -317,19 +334,11 @@ class MemcachedSessionStore(SessionStore):
         self.client = connect(options)
         self._owns_client = options.get('client') is None
         self.prefix = options.get('key_prefix') or SESSION_PREFIX
-
-    @contextlib.contextmanager
-    def _errors(self):
-        try:
-            yield
-        except (OSError, MemcacheError) as exc:
-            raise SessionBackendError(
-                'memcached session store at %s failed: %s: %s'
-                % (mask_url(self.url), type(exc).__name__, exc)) from exc
+        self._errors = _Failures(self.url)
 
     def load(self, session_id):
         """Return the record; its token holds the item's CAS value."""
-        with self._errors():
+        with self._errors:
             raw, cas = self.client.gets(self.prefix + session_id)
         return None if raw is None else self._decode(session_id, raw, cas)
 
@@ -345,10 +354,9 @@ class MemcachedSessionStore(SessionStore):
 
     def _write_over(self, session_id, token, changed, deleted, accessed, ttl):
         """Write the loaded record with the changes by one ``cas``; True if stored."""
-        record = self._as_loaded(token)
-        value = self.codec.dumps(pack_record(
-            merge(record.data, changed, deleted), record.created, accessed))
-        with self._errors():
+        data, created = self._as_loaded(token)
+        value = self.codec.dumps(pack_record(merge(data, changed, deleted), created, accessed))
+        with self._errors:
             return self.client.cas(self.prefix + session_id, value, token[0],
                                    expire_time(ttl))
 
@@ -356,7 +364,7 @@ class MemcachedSessionStore(SessionStore):
         """Merge onto the stored record with gets/cas, retrying on conflicts."""
         key = self.prefix + session_id
         for attempt in range(self.max_tries):
-            with self._errors():
+            with self._errors:
                 raw, cas = self.client.gets(key)
                 record = None if raw is None else self._decode(session_id, raw)
                 if record is None and not create:
@@ -377,7 +385,7 @@ class MemcachedSessionStore(SessionStore):
                 mask_url(self.url), session_id[:8], self.max_tries))
 
     def delete(self, session_id):
-        with self._errors():
+        with self._errors:
             self.client.delete(self.prefix + session_id)
 
     def close(self):
