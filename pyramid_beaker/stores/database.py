@@ -219,22 +219,33 @@ class OperationTimedOut(sa_exc.OperationalError):
 
 
 class _Watchdog:
-    """One thread that runs an action for each watched operation that overruns."""
+    """One thread that runs an action for each watched operation that overruns.
+
+    The thread is woken only for a deadline earlier than the one it sleeps
+    until.  With nothing to watch it sleeps for the shortest time watched
+    so far, so a new watch (for at least as long) never needs to wake it:
+    operations that end in time cost no thread switch.
+    """
 
     def __init__(self):
         self._cond = threading.Condition()
         self._due = {}  # token -> (deadline, action)
         self._thread = None
+        self._shortest = 60.0  # the idle sleep: the shortest time watched
+        self._wake_at = 0.0  # when the thread wakes next (time.monotonic())
 
     def watch(self, seconds, action):
         token = object()
+        deadline = time.monotonic() + seconds
         with self._cond:
-            self._due[token] = (time.monotonic() + seconds, action)
+            self._due[token] = (deadline, action)
+            self._shortest = min(self._shortest, seconds)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._loop, name='pyramid_beaker database watchdog', daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif deadline < self._wake_at:
+                self._cond.notify()
         return token
 
     def cancel(self, token):
@@ -249,9 +260,9 @@ class _Watchdog:
                            if deadline <= now]
                 actions = [self._due.pop(token)[1] for token in overdue]
                 if not actions:
-                    wait = min((deadline for deadline, _ in self._due.values()),
-                               default=now + 60) - now
-                    self._cond.wait(max(wait, 0.001))
+                    self._wake_at = min((deadline for deadline, _ in self._due.values()),
+                                        default=now + self._shortest)
+                    self._cond.wait(max(self._wake_at - now, 0.001))
                     continue
             for action in actions:
                 action()
