@@ -153,15 +153,10 @@ class SignedCodec:
 
     def _payload(self, data):
         """Return ``(payload, stale)``: the checked (and decrypted) payload."""
-        if isinstance(data, str):
-            data = data.encode('latin-1')
-        if (
-            not isinstance(data, (bytes, bytearray, memoryview))
-            or len(data) < _HEADER_SIZE
-            or bytes(data[:3]) != MAGIC
-        ):
+        if type(data) is not bytes:
+            data = _as_bytes(data)
+        if len(data) < _HEADER_SIZE or not data.startswith(MAGIC):
             raise InvalidData('not a pyramid_beaker envelope')
-        data = bytes(data)
         mac, body = data[3:_HEADER_SIZE - 1], data[_HEADER_SIZE - 1:]
         stale = False
         if not hmac.compare_digest(mac, self._signer.digest(body)):
@@ -169,14 +164,12 @@ class SignedCodec:
                        for signer in self._old_signers):
                 raise InvalidData('bad signature')
             stale = True
-        kind, payload = body[:1], body[1:]
-        if kind == self._sealed_kind and kind != self.kind:
-            payload = self._open(payload)
-        elif kind == self.kind:
-            stale = stale or self._cipher is not None
-        else:
-            raise InvalidData('stored with another serializer')
-        return payload, stale
+        kind = data[_HEADER_SIZE - 1:_HEADER_SIZE]
+        if kind == self.kind:
+            return data[_HEADER_SIZE:], stale or self._cipher is not None
+        if kind == self._sealed_kind:
+            return self._open(data[_HEADER_SIZE:]), stale
+        raise InvalidData('stored with another serializer')
 
     def _parse(self, payload):
         try:
@@ -263,6 +256,15 @@ class SignedFields(Mapping):
         if name is None or name not in self._envelopes:
             raise KeyError(key)
         return self._codec.loads(self._envelopes[name])
+
+
+def _as_bytes(data):
+    """Stored data as bytes (a latin-1 str as some drivers give); InvalidData if neither."""
+    if isinstance(data, str):
+        return data.encode('latin-1')
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise InvalidData('not a pyramid_beaker envelope')
 
 
 def make_cipher(encrypt_key, purpose):

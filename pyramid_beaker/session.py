@@ -608,7 +608,7 @@ class BeakerSession:
         if self._finished:
             return
         self._finished = True
-        response.vary = _add_cookie_to_vary(response.vary)
+        _vary_on_cookie(response)
         if request.exception is not None and not self._factory.cookie_on_exception:
             return
         if self._factory.client_side:
@@ -700,13 +700,18 @@ class BeakerSession:
             self._factory.delete_cookie(response)
 
 
-def _add_cookie_to_vary(vary):
-    """Return the Vary values with ``Cookie`` added (shared caches must not mix users)."""
-    if not vary:
-        return ('Cookie',)
-    if any(value.lower() == 'cookie' for value in vary):
-        return vary
-    return tuple(vary) + ('Cookie',)
+def _vary_on_cookie(response):
+    """Add ``Cookie`` to the response's Vary values (shared caches must not mix users).
+
+    Most responses have no Vary header yet: one is appended, without
+    parsing and serializing the header list through ``response.vary``.
+    """
+    if not any(name.lower() == 'vary' for name, _ in response.headerlist):
+        response.headerlist.append(('Vary', 'Cookie'))
+        return
+    vary = response.vary or ()
+    if not any(value.lower() == 'cookie' for value in vary):
+        response.vary = tuple(vary) + ('Cookie',)
 
 
 def session_tween_factory(handler, registry):

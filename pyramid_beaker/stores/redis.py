@@ -14,7 +14,7 @@ region's expiry as their TTL; creation locks in
 namespace are written ``%25`` and ``%3A``, so one namespace's keys never
 match another's.
 """
-import contextlib
+import hashlib
 import logging
 import math
 import urllib.parse
@@ -254,52 +254,41 @@ class RedisSessionStore(SessionStore):
         self._owns_client = options.get('client') is None
         self.url = _describe(options, self.client)
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
-        # redis-py sends EVALSHA, and on NOSCRIPT (e.g. after a restart)
-        # loads the script and sends EVALSHA again.
-        self._save_script = self.client.register_script(_SAVE_LUA)
+        self._save_sha = hashlib.sha1(_SAVE_LUA.encode()).hexdigest()
 
     def key(self, session_id):
         """The Redis key of ``session_id``'s hash."""
         return '%ssession:%s' % (self.prefix, session_id)
 
-    @contextlib.contextmanager
-    def _errors(self, action):
-        try:
-            yield
-        except redis.RedisError as exc:
-            raise SessionBackendError(
-                'ext:redis session store at %s: %s failed: %s'
-                % (self.url, action, exc)) from exc
+    def _failed(self, action, exc):
+        """The SessionBackendError for a RedisError raised by ``action``."""
+        return SessionBackendError('ext:redis session store at %s: %s failed: %s'
+                                   % (self.url, action, exc))
 
     def load(self, session_id):
-        with self._errors('load'):
-            try:
-                fields = self.client.hgetall(self.key(session_id))
-            except redis.ResponseError as exc:
-                if 'WRONGTYPE' not in str(exc):
-                    raise
-                return self._drop(session_id, 'not a hash')
-            if not fields:
-                return None
-            try:
-                return self._decode_fields(fields)
-            except ValueError as exc:  # InvalidData, a bad float or bad UTF-8
-                return self._drop(session_id, exc)
+        try:
+            fields = self.client.hgetall(self.key(session_id))
+        except redis.ResponseError as exc:
+            if 'WRONGTYPE' not in str(exc):
+                raise self._failed('load', exc) from exc
+            return self._drop(session_id, 'not a hash')
+        except redis.RedisError as exc:
+            raise self._failed('load', exc) from exc
+        if not fields:
+            return None
+        created = fields.pop(_CREATED, None)
+        accessed = fields.pop(_ACCESSED, None)
+        try:
+            return Record(RedisFields(fields, self.codec), float(created), float(accessed))
+        except (TypeError, ValueError):  # a time missing, or not a number
+            return self._drop(session_id, 'bad times %r, %r' % (created, accessed))
 
     def _drop(self, session_id, reason):
         """Delete an unreadable record, so the next save starts clean; return None."""
         log.warning('deleting unreadable ext:redis session %s...: %s',
                     session_id[:8], reason)
-        self.client.delete(self.key(session_id))
+        self.delete(session_id)
         return None
-
-    def _decode_fields(self, fields):
-        """The record of ``fields``: times parsed, user fields left to check on use."""
-        created = fields.pop(_CREATED, None)
-        accessed = fields.pop(_ACCESSED, None)
-        if created is None or accessed is None:
-            raise InvalidData('missing metadata')
-        return Record(RedisFields(fields, self.codec), float(created), float(accessed))
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
              token=None):
@@ -310,19 +299,29 @@ class RedisSessionStore(SessionStore):
         for name, value in changed.items():
             args.append(_field(name))
             args.append(self.codec.dumps(value))
-        with self._errors('save'):
-            return self._run_save(session_id, args)
+        return self._run_save('save', session_id, args)
 
     def touch(self, session_id, accessed, ttl, token=None):
-        with self._errors('touch'):
-            return self._run_save(session_id, [int(ttl), accessed, 0, 0, _ACCESSED, accessed])
+        return self._run_save('touch', session_id, [int(ttl), accessed, 0, 0, _ACCESSED, accessed])
 
-    def _run_save(self, session_id, args):
-        return bool(self._save_script(keys=[self.key(session_id)], args=args))
+    def _run_save(self, action, session_id, args):
+        """Run the save script (``EVALSHA``; on ``NOSCRIPT``, as after a
+        restart, load it and run it again); return True when it saved."""
+        key = self.key(session_id)
+        try:
+            try:
+                return bool(self.client.evalsha(self._save_sha, 1, key, *args))
+            except redis.exceptions.NoScriptError:
+                self.client.script_load(_SAVE_LUA)
+                return bool(self.client.evalsha(self._save_sha, 1, key, *args))
+        except redis.RedisError as exc:
+            raise self._failed(action, exc) from exc
 
     def delete(self, session_id):
-        with self._errors('delete'):
+        try:
             self.client.delete(self.key(session_id))
+        except redis.RedisError as exc:
+            raise self._failed('delete', exc) from exc
 
     def close(self):
         if self._owns_client:
