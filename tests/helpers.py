@@ -14,6 +14,7 @@ import uuid
 
 from beaker import cache as beaker_cache
 from pyramid.interfaces import ISessionFactory
+from webob import Request
 
 from pyramid_beaker.codec import SignedCodec
 
@@ -99,6 +100,21 @@ def run_together(count, target, barrier_timeout=10, join_timeout=60):
     running = sum(thread.is_alive() for thread in threads)
     assert not running, '%d of %d threads still running' % (running, count)
     return errors
+
+
+def save_together(app, cookie, count):
+    """Let ``count`` requests on the session of ``cookie`` (a WebTest app of
+    ``session_app``) all load it before any of them saves; request n sets
+    ``k<n>`` to ``str(n)``.  Return the exceptions raised."""
+    app.app.registry.together = threading.Barrier(count, timeout=10)
+
+    def save(n):
+        request = Request.blank('/set_together?key=k%d&value=%d' % (n, n),
+                                headers={'Cookie': cookie})
+        response = request.get_response(app.app)
+        assert response.status_int == 200, response.status
+
+    return run_together(count, save, join_timeout=30)
 
 
 def http_get(url, cookie=None, timeout=10, as_json=True):

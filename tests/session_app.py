@@ -129,6 +129,15 @@ def regenerate(request):
     return _data(request)
 
 
+def set_together(request):
+    """Load the session, wait until the test's other requests loaded it too
+    (``registry.together``, a Barrier), then set ``key`` to ``value``."""
+    dict(request.session)
+    request.registry.together.wait()
+    request.session[request.params['key']] = request.params['value']
+    return _data(request)
+
+
 def bad_request(request):
     request.session['rejected'] = 'yes'
     raise HTTPBadRequest()
@@ -139,7 +148,7 @@ VIEWS = {
     'introspect': introspect, 'unsafe': store_json_unsafe, 'flash': flash,
     'peek': peek, 'pop': pop, 'csrf': csrf, 'new_csrf': new_csrf,
     'fail': fail, 'invalidate': invalidate, 'regenerate': regenerate,
-    'bad_request': bad_request, 'types': types,
+    'bad_request': bad_request, 'types': types, 'set_together': set_together,
 }
 
 

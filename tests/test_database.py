@@ -37,6 +37,7 @@ from .helpers import (
     new_id,
     planted_payloads,
     run_together,
+    save_together,
     session_settings,
     share_a_session,
     signed_cache,
@@ -289,6 +290,32 @@ def test_a_write_request_runs_one_select_and_one_update(database_url, table_name
     assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
 
 
+def test_requests_that_loaded_one_version_all_keep_their_keys(database_url, table_name,
+                                                              apps):
+    app = apps(type='ext:database', url=database_url, table_name=table_name)
+    app.get('/set', {'start': '1'})
+    cookie = '%s=%s' % (COOKIE, app.cookies[COOKIE])
+    store = app.app.registry.getUtility(ISessionFactory).store
+    statements = []
+
+    def executed(conn, cursor, statement, *args):
+        statements.append(' '.join(statement.split()[:1]) + (
+            ' FOR UPDATE' if 'FOR UPDATE' in statement else ''))
+
+    for engine in (store.engine, store.autocommit):
+        sa.event.listen(engine, 'before_cursor_execute', executed)
+    try:
+        assert save_together(app, cookie, 2) == []
+    finally:
+        for engine in (store.engine, store.autocommit):
+            sa.event.remove(engine, 'before_cursor_execute', executed)
+    # Both loaded; one conditional UPDATE matched; the other matched nothing
+    # and merged under the row lock.
+    assert sorted(statements) == ['SELECT', 'SELECT', 'SELECT FOR UPDATE', 'UPDATE',
+                                  'UPDATE', 'UPDATE']
+    assert app.get('/get').json['data'] == {'start': '1', 'k0': '0', 'k1': '1'}
+
+
 def _autocommit(dbapi_connection):
     """True when a psycopg or PyMySQL connection is in autocommit mode."""
     get = getattr(dbapi_connection, 'get_autocommit', None)  # PyMySQL
@@ -355,7 +382,8 @@ def test_defaults_and_a_given_engine(database_url, engine, table_name):
     # A ping is a round trip per request: PostgreSQL replaces broken
     # connections without it (see the next tests).
     postgresql = sa.engine.make_url(database_url).get_backend_name() == 'postgresql'
-    assert default.engine.pool._pre_ping is not postgresql
+    for engine_ in (default.engine, default.autocommit):
+        assert engine_.pool._pre_ping is not postgresql
     default.close()
     given = DatabaseSessionStore({'bind': engine, 'table_name': table_name}, CODEC)
     now = time.time()
@@ -372,7 +400,7 @@ def test_settings_reach_the_store(database_url, table_name):
         'session.sa.pool_size': '3'})
     assert isinstance(factory.store, DatabaseSessionStore)
     assert factory.store.table.name == table_name
-    assert factory.store.engine.pool.size() == 3
+    assert factory.store.engine.pool.size() == factory.store.autocommit.pool.size() == 3
     factory.store.close()
 
 

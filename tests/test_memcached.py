@@ -40,6 +40,7 @@ from .helpers import (
     http_get,
     planted_payloads,
     run_together,
+    save_together,
     session_settings,
     share_a_session,
     signed_cache,
@@ -299,6 +300,24 @@ def test_a_write_request_makes_one_gets_and_one_cas(private_memcached, apps):
         'cmd_get': 1, 'get_hits': 1, 'cmd_set': 1, 'cas_hits': 1, 'cas_misses': 0,
         'cas_badval': 0, 'cmd_touch': 0}
     assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+
+
+def test_requests_that_loaded_one_version_all_keep_their_keys(private_memcached, apps):
+    app = apps(type='ext:memcached', url=private_memcached.url)
+    app.get('/set', {'start': '1'})
+    cookie = '%s=%s' % (COOKIE, app.cookies[COOKIE])
+    client = Client(server_address(private_memcached.url), timeout=5, connect_timeout=5)
+    try:
+        before = stats(client)
+        assert save_together(app, cookie, 2) == []
+        after = stats(client)
+    finally:
+        client.close()
+    # Both loaded with gets; one cas won; the other was refused and merged
+    # with gets and cas again.
+    assert {name: after[name] - before[name] for name in ('cmd_get', 'cas_hits', 'cas_badval')
+            } == {'cmd_get': 3, 'cas_hits': 2, 'cas_badval': 1}
+    assert app.get('/get').json['data'] == {'start': '1', 'k0': '0', 'k1': '1'}
 
 
 def test_planted_pickles_are_never_loaded(store, new_id, raw, prefix, tmp_dir):
