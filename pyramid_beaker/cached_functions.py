@@ -10,7 +10,7 @@ import time
 from pyramid.threadlocal import get_current_registry
 from pyramid.threadlocal import manager as threadlocals
 
-from .binding import BINDINGS, NO_BINDINGS, NOT_STORED, binding_for, log
+from .binding import NOT_STORED, binding_for, log
 from .keys import MEMO_MISSES, NotMemoized, fit
 
 
@@ -120,9 +120,7 @@ def _no_memo(*args):
 
 def function_wrapper(cached):
     func, now = cached.func, time.time
-    memo, compute_key = cached.memo, cached.compute_key
-    if memo is None:
-        memo = _no_memo
+    memo, compute_key = cached.memo or _no_memo, cached.compute_key
 
     def cached_function(*args, **kw):
         # The hit path, kept flat: it is what a cached call costs.  The
@@ -178,19 +176,29 @@ def function_wrapper(cached):
 
 def coroutine_wrapper(cached):
     """The wrapper of an ``async def`` function: ``await f(x)`` is cached."""
-    func, key_of, now = cached.func, cached.key, time.time
+    func, now = cached.func, time.time
+    memo, compute_key = cached.memo or _no_memo, cached.compute_key
 
     async def cached_coroutine(*args, **kw):
+        # The hit path of function_wrapper's cached_function, awaited.
         try:
             registry = threadlocals.stack[-1]['registry']
         except IndexError:  # outside a request and config.begin()
             registry = threadlocals.get()['registry']
-        binding = getattr(registry, BINDINGS, NO_BINDINGS).get(cached)
+        try:
+            binding = registry.pyramid_beaker_cached_functions[cached]
+        except (AttributeError, KeyError):
+            binding = None
         if binding is None or not binding.enabled:
             binding = cached.binding(registry)
             if binding is None:
                 return await func(*args, **kw)
-        key = key_of(args, kw)
+        try:
+            if kw:
+                raise NotMemoized
+            key = memo(*args)
+        except MEMO_MISSES:
+            key = compute_key(args, kw)
         if len(key) > binding.key_length:
             key = fit(key, binding.key_length)
         try:
