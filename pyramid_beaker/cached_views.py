@@ -48,7 +48,7 @@ class CachedView(CachedFunction):
         (``per_user``).
         """
         environ = request.environ
-        route = _route_name(request, registry)
+        route = _route_name(request, request.__dict__, registry)
         where = (route, environ['wsgi.url_scheme'], environ.get('HTTP_HOST') or request.host,
                  environ.get('SCRIPT_NAME', ''), environ.get('PATH_INFO', ''),
                  environ.get('QUERY_STRING', ''))
@@ -84,14 +84,15 @@ class CachedView(CachedFunction):
             binding = None
         if binding is None or not binding.enabled:
             binding = self.binding(registry)
-        if binding is None or request.method not in VIEW_METHODS:
+        environ, state = request.environ, request.__dict__
+        if binding is None or environ.get('REQUEST_METHOD', 'GET') not in VIEW_METHODS:
             return self.func(*args)
-        had_session = 'session' in request.__dict__
-        if self.guarded and _identified(request, registry):
+        had_session = 'session' in state
+        if self.guarded and _identified(request, environ, registry):
             return self.func(*args)
         # A session loaded only to find the user (a session-based security
         # policy) does not count as the view using it while it stays empty.
-        probed = not had_session and 'session' in request.__dict__
+        probed = not had_session and 'session' in state
         key, user = self.request_key(request, registry)
         if len(key) > binding.key_length:
             key = fit(key, binding.key_length)
@@ -212,9 +213,9 @@ def _remembered_key(*where):
     return _plain_key(*where)
 
 
-def _identified(request, registry):
+def _identified(request, environ, registry):
     """True for a request with an identity: an Authorization header or a user id."""
-    if 'HTTP_AUTHORIZATION' in request.environ:
+    if 'HTTP_AUTHORIZATION' in environ:
         return True
     # registry.queryUtility(ISecurityPolicy), minus a call: no policy, no user.
     if registry.utilities.lookup((), ISecurityPolicy) is None:
@@ -222,13 +223,13 @@ def _identified(request, registry):
     return request.authenticated_userid is not None
 
 
-def _route_name(request, registry):
+def _route_name(request, state, registry):
     """The name of the route ``request`` matched, routing it if it was not.
 
     Requests made up outside the router (``Request.blank(url)`` given to
     ``invalidate``) are matched against the app's routes here.
     """
-    route = request.__dict__.get('matched_route')
+    route = state.get('matched_route')
     if route is None:
         mapper = registry.queryUtility(IRoutesMapper)
         if mapper is not None:
