@@ -8,11 +8,11 @@ from pyramid.interfaces import PHASE0_CONFIG, PHASE2_CONFIG
 from pyramid.tweens import EXCVIEW
 
 from .cache import get_region, regions, set_cache_regions_from_settings
-from .cache_stats import add_cache_stats_listener, stats
 from .directives import add_beaker_session, add_cache_region, add_cached_function
 from .settings import SESSION_PREFIXES, check_cache_settings, region_names
 
 if TYPE_CHECKING:  # imported on first use (see __getattr__)
+    from .cache_stats import stats
     from .decorator import cached_region
     from .session import BeakerSessionFactoryConfig, session_factory_from_settings
 
@@ -31,12 +31,15 @@ __all__ = [
 
 
 _SESSION_MODULE = __name__ + '.session'
+_BINDING_MODULE = __name__ + '.binding'
 #: Public names whose modules are imported on first use, so that an app
 #: start imports only what the app uses.
 _LAZY = {
+    'add_cache_stats_listener': '.cache_stats',
     'cached_region': '.decorator',
     'BeakerSessionFactoryConfig': '.session',
     'session_factory_from_settings': '.session',
+    'stats': '.cache_stats',
 }
 
 
@@ -93,8 +96,8 @@ def includeme(config: Configurator) -> None:
     config.add_directive('add_beaker_session', add_beaker_session)
     config.add_directive('add_cache_region', add_cache_region)
     config.add_directive('add_cached_function', add_cached_function)
-    config.add_directive('add_cache_stats_listener', add_cache_stats_listener)
-    config.add_tween('pyramid_beaker.cache_stats.stats_tween_factory')
+    config.add_directive('add_cache_stats_listener', _add_cache_stats_listener)
+    config.add_tween(__name__ + '.cache_stats_tween_factory')
     config.action(None, _add_toolbar_panel, (config.registry,))
 
     def configure_from_settings():
@@ -128,3 +131,23 @@ def _add_toolbar_panel(registry):
         from .debugtoolbar import add_toolbar_panel
 
         add_toolbar_panel(registry)
+
+
+def _add_cache_stats_listener(config, listener):
+    """:func:`.cache_stats.add_cache_stats_listener`, imported on first use."""
+    from .cache_stats import add_cache_stats_listener
+
+    add_cache_stats_listener(config, listener)
+
+
+def cache_stats_tween_factory(handler, registry):
+    """The tween of :func:`.cache_stats.stats_tween_factory`.
+
+    An app without cached functions gets the handler back unchanged, and
+    never imports the statistics machinery.
+    """
+    if _BINDING_MODULE not in sys.modules:  # nothing was bound in this process
+        return handler
+    from .cache_stats import stats_tween_factory
+
+    return stats_tween_factory(handler, registry)

@@ -598,13 +598,14 @@ print(json.dumps(sorted(name for name in sys.modules if name.startswith('pyramid
 
 
 def test_an_app_imports_only_the_modules_it_uses():
-    """Sessions, cached functions and the toolbar panel are imported on first use."""
+    """Sessions, cached functions, their statistics and the toolbar panel are
+    imported on first use."""
     done = subprocess.run([sys.executable, '-c', REGIONS_ONLY], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout)
     for name in ('session', 'decorator', 'cached_functions', 'cached_views', 'binding',
-                 'keys', 'debugtoolbar'):
+                 'keys', 'debugtoolbar', 'cache_stats'):
         assert 'pyramid_beaker.' + name not in loaded
     assert not {'importlib.metadata', 'importlib.abc', 'difflib', 'decimal'} & set(loaded)
     assert 'pyramid_beaker.stores.memory' in loaded
