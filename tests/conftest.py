@@ -53,6 +53,23 @@ def config():
 
 
 @pytest.fixture
+def factories():
+    """Make session factories with ``factories(**options)``; their stores
+    are closed after the test."""
+    from pyramid_beaker.session import BeakerSessionFactoryConfig
+
+    made = []
+
+    def make(**options):
+        made.append(BeakerSessionFactoryConfig(**options))
+        return made[-1]
+
+    yield make
+    for factory in made:
+        factory.store.close()
+
+
+@pytest.fixture
 def tmp_dir():
     with tempfile.TemporaryDirectory(prefix='pyramid_beaker-') as path:
         yield path

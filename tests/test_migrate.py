@@ -8,7 +8,6 @@ from beaker.session import CookieSession
 from beaker.session import Session as BeakerSession
 
 from pyramid_beaker.migrate import NotPlainData, restricted_loads
-from pyramid_beaker.session import BeakerSessionFactoryConfig
 
 from .helpers import COOKIE, Trap, armed_pickle, cookie_id
 from .session_app import SECRET, make_app
@@ -39,19 +38,6 @@ def beaker_session(options, request, **extra):
     session['basket'] = {'flask': 2}
     session.save()
     return session.request['cookie_out'].split(';')[0]
-
-
-@pytest.fixture
-def factories():
-    made = []
-
-    def make(**options):
-        made.append(BeakerSessionFactoryConfig(**options))
-        return made[-1]
-
-    yield make
-    for factory in made:
-        factory.store.close()
 
 
 @pytest.mark.parametrize('kind', MIGRATED)

@@ -6,7 +6,6 @@ import pytest
 from webob import Request
 from webtest import TestApp
 
-from pyramid_beaker.session import BeakerSessionFactoryConfig
 from pyramid_beaker.stores.base import SessionBackendError
 
 from .helpers import COOKIE, cookie_id
@@ -23,20 +22,6 @@ def kind(request):
 @pytest.fixture(params=SERVER_SIDE)
 def server_kind(request):
     return request.param
-
-
-@pytest.fixture
-def factories():
-    """Make session factories; their stores are closed after the test."""
-    made = []
-
-    def make(**options):
-        made.append(BeakerSessionFactoryConfig(**options))
-        return made[-1]
-
-    yield make
-    for factory in made:
-        factory.store.close()
 
 
 def backend_error_view(exc, request):

@@ -3,8 +3,6 @@ import time
 
 import pytest
 
-from pyramid_beaker.session import BeakerSessionFactoryConfig
-
 from .helpers import COOKIE
 from .session_stores import KINDS, SERVER_SIDE, store_options
 from .test_session_edges import build_app, raw_get
@@ -24,19 +22,6 @@ def max_age(response):
         if name.lower() == 'max-age':
             return int(value)
     return None
-
-
-@pytest.fixture
-def factories():
-    made = []
-
-    def make(**options):
-        made.append(BeakerSessionFactoryConfig(**options))
-        return made[-1]
-
-    yield make
-    for factory in made:
-        factory.store.close()
 
 
 def test_own_expiry_wins_over_the_factory_timeout_both_ways(tmp_dir, request, factories):

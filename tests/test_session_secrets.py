@@ -14,19 +14,6 @@ OLD, NEW = 'the-old-secret-0123456789', 'the-new-secret-9876543210'
 CARD = '4111111111111111'
 
 
-@pytest.fixture
-def factories():
-    made = []
-
-    def make(**options):
-        made.append(BeakerSessionFactoryConfig(**options))
-        return made[-1]
-
-    yield make
-    for factory in made:
-        factory.store.close()
-
-
 def sharing(factory, other):
     """Memory stores live in their factory: let ``factory`` use ``other``'s."""
     if factory.options['type'] == 'memory':
