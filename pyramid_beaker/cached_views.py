@@ -9,7 +9,6 @@ builds a new one.
 """
 import functools
 import inspect
-import time
 
 from pyramid.interfaces import IRoutesMapper, ISecurityPolicy
 from pyramid.response import Response
@@ -103,8 +102,7 @@ class CachedView(CachedFunction):
             except Exception as exc:
                 binding.warn('read', exc)
                 return self.func(*args)
-            if entry is not None and (not binding.check_age
-                                      or time.time() - entry[0] < binding.expire):
+            if entry is not None and binding.fresh(entry):
                 binding.counts.hits += 1
                 return _replay(request, entry[2])
 
