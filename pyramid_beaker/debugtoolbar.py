@@ -21,7 +21,8 @@ from pyramid.threadlocal import get_current_request
 #: The request attribute holding its :class:`RequestTrace`.
 TRACE = 'pyramid_beaker_trace'
 #: Store operations that reach the store (the cookie store's are local).
-_STORE_OPERATIONS = ('load', 'save', 'touch', 'delete', 'load_cookie', 'dump_cookie')
+_STORE_OPERATIONS = ('load', 'save', 'save_unloaded', 'touch', 'delete', 'load_cookie',
+                     'dump_cookie')
 _TRACED = 'pyramid_beaker_traced'
 
 

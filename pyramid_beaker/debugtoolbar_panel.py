@@ -52,7 +52,8 @@ class BeakerDebugPanel(DebugPanel):
         if self.store_type is not None:
             # Read-only look at the session's own bookkeeping.
             loaded = bool(session is not None and getattr(session, '_loaded', False))
-            changed = sorted(getattr(session, '_changed', {})) if loaded else []
+            changed = sorted(getattr(session, '_changed', {}) if loaded
+                             else getattr(session, '_pending', None) or ())
             deleted = sorted(getattr(session, '_deleted', ())) if loaded else []
             store_calls = [dict(call, ms='%.3f' % (call['time'] * 1000))
                            for call in trace.store_calls]

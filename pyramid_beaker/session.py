@@ -2,7 +2,8 @@
 
 The session loads lazily (``request.session`` alone does no I/O), records
 which keys a request changed, and saves only those keys when the response
-is made, as an atomic merge in the store.  A request that only reads does
+is made, as an atomic merge in the store.  A request that only sets keys
+does not load at all where the store can save without (Redis).  A request that only reads does
 not write, except to refresh the stored access time at most once per
 ``refresh_interval``.
 """
@@ -246,6 +247,7 @@ class BeakerSession:
         self._finished = False
         self._migrated = None  # the data of a Beaker session being migrated
         self._beaker_id = None  # its id in Beaker's store (server-side types)
+        self._pending = None  # keys set before any load (see _set_unloaded)
 
     # -- loading ----------------------------------------------------------
 
@@ -306,11 +308,16 @@ class BeakerSession:
                 interval = min(interval, max(1, min(300, self._expiry // 10)))
             self._touch = (factory.track_access
                            and current - record.accessed >= interval)
-        self._request.add_response_callback(self._finish)
+        if self._pending is None:
+            self._request.add_response_callback(self._finish)
         if record is not None and record.stale:  # old secret: sign it all anew now
             self.changed()
             if self._expiry is not None:
                 self._changed[EXPIRY_KEY] = self._expiry
+        if self._pending:  # set before the load: applied now, in order
+            for key, value in self._pending.items():
+                self._put(key, value)
+        self._pending = None
 
     def _stored_expiry(self, data):
         """Take the session's own timeout out of ``data``; None when it has none."""
@@ -367,17 +374,26 @@ class BeakerSession:
         self._data = {key: value for key, value in self._changed.items() if key != EXPIRY_KEY}
         return self._data
 
-    def _read(self):
-        """Return the record the request's cookie points to, or None.
+    def _read_cookie(self):
+        """Return the request's session cookie value, or None.
 
-        Sets ``self._id`` (None for cookie sessions), ``self._cookie_sent``
-        and ``self._cookie_stale`` (the id was signed with an old secret).
+        Sets ``self._id`` (for server-side stores, the id when its signature
+        verifies, else None), ``self._cookie_sent`` and ``self._cookie_stale``
+        (the id was signed with an old secret).
         """
         factory = self._factory
         self._id = None
         self._cookie_stale = False
         value = cookie_value(self._request.environ, factory.cookie_name)
         self._cookie_sent = value is not None
+        if value and not factory.client_side:
+            self._id, self._cookie_stale = factory.id_cookie.loads_checked(value)
+        return value
+
+    def _read(self):
+        """Return the record the request's cookie points to, or None."""
+        factory = self._factory
+        value = self._read_cookie()
         if not value:
             return None
         if factory.client_side:
@@ -385,7 +401,6 @@ class BeakerSession:
             if record is None and factory.beaker_reader is not None:
                 _, self._migrated = factory.beaker_reader.read_cookie(value)
             return record
-        self._id, self._cookie_stale = factory.id_cookie.loads_checked(value)
         if self._id is None:
             if factory.beaker_reader is not None:
                 self._beaker_id, self._migrated = factory.beaker_reader.read_cookie(value)
@@ -461,6 +476,29 @@ class BeakerSession:
             raise TypeError('session keys must be strings other than %r, not %r'
                             % (EXPIRY_KEY, key))
         self._factory.check_value(key, value)
+        if self._loaded or not self._set_unloaded(key, value):
+            self._put(key, value)
+
+    def _set_unloaded(self, key, value):
+        """Keep ``key`` pending, without loading, when the store can save it
+        so (a request that only sets keys then makes one round trip).
+        Return False when the session must be loaded first."""
+        pending = self._pending
+        if pending is None:
+            store = self._factory.store
+            if not store.saves_unloaded or self._error is not None:
+                return False
+            self._read_cookie()
+            if self._id is None or self._cookie_stale:
+                return False  # new, or signed anew: the usual path
+            self._pending = pending = {}
+            self._since = now()  # the record counts as read now
+            self._request.add_response_callback(self._finish)
+        pending[key] = value
+        return True
+
+    def _put(self, key, value):
+        """Set ``key`` in the loaded session."""
         self._d[key] = value
         if self._unread:
             self._unread.discard(key)  # replaced: its stored value is not needed
@@ -613,6 +651,8 @@ class BeakerSession:
             return
         if self._factory.client_side:
             self._finish_in_cookie(response)
+        elif not self._loaded:
+            self._finish_unloaded(response)
         else:
             self._finish_in_store(response)
             if self._beaker_id is not None:  # migrated (or logged out): once only
@@ -667,15 +707,39 @@ class BeakerSession:
             return
         if not saved:
             self._clear_old_cookie(response)
-        elif create or not self._cookie_stays():
+        elif create or not self._cookie_stays(self._expiry, EXPIRY_KEY in self._deleted):
             factory.set_cookie(response, factory.id_cookie.dumps(self._id), self._expiry)
 
-    def _cookie_stays(self):
-        """True when the browser's cookie for this loaded session is right as
+    def _finish_unloaded(self, response):
+        """A request that only set keys: save them without a load, in one
+        round trip.  When the store cannot judge the record unread, load it
+        (the pending keys are applied) and save as usual."""
+        if self._error is not None:  # a load was tried, and failed
+            return
+        factory = self._factory
+        try:
+            saved, expiry = factory.store.save_unloaded(
+                self._id, self._pending, self._since, now(), factory.timeout or 0, factory.ttl)
+        except SessionBackendError as exc:
+            self._error = exc  # every later use fails alike (an exception view's)
+            raise
+        if saved is None:
+            self._load()
+            if self._expiry is not None:  # saved anew, where the store can read it unloaded
+                self._changed.setdefault(EXPIRY_KEY, self._expiry)
+            self._finish_in_store(response)
+        elif not saved:  # logged out while this request ran
+            self._clear_old_cookie(response)
+        elif not self._cookie_stays(expiry):
+            factory.set_cookie(response, factory.id_cookie.dumps(self._id), expiry)
+
+    def _cookie_stays(self, expiry, expiry_removed=False):
+        """True when the browser's cookie for this stored session is right as
         it is: signed with ``secret``, and without a lifetime to slide (the
-        factory's or the session's own), nor one this request removed."""
+        factory's or the session's own ``expiry``), nor one this request
+        removed."""
         return not (self._cookie_stale or self._factory.cookie_has_lifetime
-                    or self._expiry is not None or EXPIRY_KEY in self._deleted)
+                    or expiry is not None or expiry_removed)
 
     def _sign_anew(self):
         """Save again the values found signed with an old secret (or not
@@ -726,8 +790,8 @@ def session_tween_factory(handler, registry):
     def session_tween(request):
         response = handler(request)
         session = request.__dict__.get('session')  # set once request.session ran
-        if isinstance(session, BeakerSession) and session._loaded \
-                and not session._finished:
+        if isinstance(session, BeakerSession) and not session._finished \
+                and (session._loaded or session._pending is not None):
             try:
                 session._finish(request, response)
             except SessionBackendError:

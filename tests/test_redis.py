@@ -26,7 +26,7 @@ from pyramid_beaker.session import (
 )
 from pyramid_beaker.settings import region_options_from_settings
 from pyramid_beaker.stores import find_backend
-from pyramid_beaker.stores.base import Record, SessionBackendError
+from pyramid_beaker.stores.base import EXPIRY_KEY, Record, SessionBackendError
 from pyramid_beaker.stores.redis import RedisNamespaceManager, RedisSessionStore, connect
 
 from .backend_faults import CommandLog, RedisServer, names, round_trips, running
@@ -331,8 +331,9 @@ def test_planted_pickles_in_a_session_never_run(redis_url, prefix, client, tmp_d
 
 
 def one_key_app(url, prefix, **options):
-    """A Redis session app plus ``/one?key=K``, which reads key K only, and
-    ``/put?key=K&value=V``, which sets it only."""
+    """A Redis session app plus ``/one?key=K``, which reads key K only,
+    ``/put?key=K&value=V``, which sets it only, and ``/remember?seconds=N``,
+    which logs in with an own expiry."""
 
     def read_one(request):
         key = request.params['key']
@@ -342,8 +343,13 @@ def one_key_app(url, prefix, **options):
         request.session[request.params['key']] = request.params['value']
         return {}
 
+    def remember(request):
+        request.session['user'] = 'alice'
+        request.session.set_expiry(int(request.params['seconds']))
+        return {}
+
     config = make_config(type='ext:redis', url=url, key_prefix=prefix, **options)
-    for view in (read_one, put):
+    for view in (read_one, put, remember):
         config.add_route(view.__name__, '/' + view.__name__.split('_')[-1])
         config.add_view(view, route_name=view.__name__, renderer='json')
     return TestApp(config.make_wsgi_app())
@@ -794,3 +800,146 @@ def test_bad_region_settings_name_the_full_key(redis_url, setting, value, messag
                 'cache.secret': SECRET, 'cache.r.' + setting: value}
     with pytest.raises(ConfigurationError, match=message):
         region_options_from_settings(settings)
+
+
+# -- requests that only set keys ------------------------------------------------
+
+@pytest.fixture
+def private_client(private_redis):
+    client = redis.Redis.from_url(private_redis.url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+def test_a_request_that_only_sets_keys_makes_one_round_trip(private_redis):
+    app = one_key_app(private_redis.url, 'rt:')
+    app.get('/set', {'a': '1'})  # also connects
+    app.get('/put', {'key': 'a', 'value': '1'})  # the server learns the script
+    cookie = app.cookies[COOKIE]
+    log = CommandLog(private_redis.port)
+    try:
+        response = app.get('/put', {'key': 'b', 'value': '2'})
+        write = log.commands()
+        assert sent(write) == ['EVALSHA']
+        assert round_trips(write) == 1
+        assert 'Set-Cookie' not in response.headers  # the same session, the same cookie
+        assert response.headers['Vary'] == 'Cookie'
+    finally:
+        log.close()
+    assert app.cookies[COOKIE] == cookie
+    assert app.get('/get').json['data'] == {'a': '1', 'b': '2'}
+
+
+def test_a_write_only_request_keeps_the_sessions_own_expiry(private_redis, private_client):
+    app = one_key_app(private_redis.url, 'rt:', timeout=600)
+    app.get('/remember', {'seconds': '900'})
+    app.get('/put', {'key': 'a', 'value': '1'})  # the server learns the script
+    key = session_key('rt:', app)
+    client = private_client
+    client.expire(key, 100)  # so the save's own TTL shows
+    log = CommandLog(private_redis.port)
+    try:
+        response = app.get('/put', {'key': 'b', 'value': '2'})
+        assert round_trips(log.commands()) == 1
+    finally:
+        log.close()
+    assert 'Max-Age=900' in response.headers['Set-Cookie']  # the lifetime slides
+    assert 890 < client.ttl(key) <= 900
+    assert app.get('/get').json['data'] == {'user': 'alice', 'a': '1', 'b': '2'}
+
+
+def test_an_own_expiry_stored_by_an_earlier_version_is_read_and_stored_anew(
+        private_redis, private_client):
+    """Sessions saved before the expiry was kept as plain metadata: the
+    first write-only request loads them, and stores the expiry anew."""
+    app = one_key_app(private_redis.url, 'rt:', timeout=600)
+    app.get('/remember', {'seconds': '900'})
+    key = session_key('rt:', app)
+    client = private_client
+    assert client.hdel(key, 'm:expiry') == 1
+    client.expire(key, 100)
+    response = app.get('/put', {'key': 'b', 'value': '2'})
+    assert 'Max-Age=900' in response.headers['Set-Cookie']
+    assert 890 < client.ttl(key) <= 900
+    assert client.hget(key, 'm:expiry') == b'900'
+    log = CommandLog(private_redis.port)
+    try:
+        app.get('/put', {'key': 'c', 'value': '3'})
+        assert round_trips(log.commands()) == 1
+    finally:
+        log.close()
+    assert app.get('/get').json['data'] == {'user': 'alice', 'b': '2', 'c': '3'}
+
+
+@pytest.mark.parametrize('damage', ['bad times', 'no times', 'not a hash'])
+def test_a_write_only_request_on_an_unreadable_record_starts_a_new_session(
+        redis_url, prefix, client, damage):
+    app = one_key_app(redis_url, prefix)
+    app.get('/set', {'user': 'alice'})
+    key = session_key(prefix, app)
+    if damage == 'bad times':
+        client.hset(key, 'm:accessed', 'soon')
+    elif damage == 'no times':
+        client.hdel(key, 'm:created', 'm:accessed')
+    else:
+        client.delete(key)
+        client.set(key, 'a string')
+    response = app.get('/put', {'key': 'late', 'value': 'x'})
+    assert 'Set-Cookie' in response.headers
+    assert session_key(prefix, app) != key
+    assert not client.exists(key)
+    assert app.get('/get').json['data'] == {'late': 'x'}
+
+
+def test_sets_before_a_read_are_seen_by_the_read(redis_url, prefix):
+    def put_then_read(request):
+        request.session['b'] = 'new b'
+        request.session.update(c='3')
+        return {'b': request.session['b'], 'all': dict(request.session),
+                'new': request.session.new}
+
+    config = make_config(type='ext:redis', url=redis_url, key_prefix=prefix)
+    config.add_route('put_then_read', '/put_then_read')
+    config.add_view(put_then_read, route_name='put_then_read', renderer='json')
+    app = TestApp(config.make_wsgi_app())
+    app.get('/set', {'a': '1', 'b': 'old b'})
+    assert app.get('/put_then_read').json == {
+        'b': 'new b', 'all': {'a': '1', 'b': 'new b', 'c': '3'}, 'new': False}
+    assert app.get('/get').json['data'] == {'a': '1', 'b': 'new b', 'c': '3'}
+
+
+def test_store_saves_into_a_record_it_did_not_load(store, client, prefix):
+    sid, now = new_id(), time.time()
+    key = '%ssession:%s' % (prefix, sid)
+    assert store.save_unloaded(sid, {'a': 1}, now, now, 600, 600) == (None, None)  # absent
+    assert not client.exists(key)
+    store.save(sid, {'a': 1}, frozenset(), now - 10, now - 10, 600)
+    assert store.save_unloaded(sid, {'b': 2}, now, now + 1, 600, 700) == (True, None)
+    record = store.load(sid)
+    assert (record.data, record.created, record.accessed) == ({'a': 1, 'b': 2}, now - 10, now + 1)
+    assert 690 < client.ttl(key) <= 700
+    # Idle past the timeout before the request began: the caller must load.
+    assert store.save_unloaded(sid, {'c': 3}, now + 602, now + 602, 600, 600) == (None, None)
+    assert store.load(sid).data == {'a': 1, 'b': 2}
+    # The session's own expiry wins, both for the check and for the TTL.
+    store.save(sid, {EXPIRY_KEY: 2000}, frozenset(), now, now + 1, 2000)
+    assert store.save_unloaded(sid, {'c': 3}, now + 602, now + 602, 600, 600) == (True, 2000)
+    assert 1990 < client.ttl(key) <= 2000
+    assert store.load(sid).data == {'a': 1, 'b': 2, 'c': 3, EXPIRY_KEY: 2000}
+    store.save(sid, {}, frozenset({EXPIRY_KEY}), now, now + 603, 600)
+    assert store.save_unloaded(sid, {'d': 4}, now + 604, now + 604, 600, 600) == (True, None)
+    assert b'm:expiry' not in client.hgetall(key)
+
+
+def test_store_drops_sets_into_a_record_deleted_while_the_request_ran(store, client, prefix):
+    sid, now = new_id(), time.time()
+    store.save(sid, {'a': 1}, frozenset(), now, now, 600)
+    began = time.time()
+    store.delete(sid)  # a logout in another request, after this one began
+    assert store.save_unloaded(sid, {'b': 2}, began, time.time(), 600, 600) == (False, None)
+    assert store.load(sid) is None
+    # A request that began after the logout is told to load (and start anew).
+    assert store.save_unloaded(sid, {'b': 2}, time.time() + 1, time.time(), 600,
+                               600) == (None, None)
+    assert store.load(sid) is None
+    assert not client.exists('%ssession:%s' % (prefix, sid))

@@ -102,7 +102,7 @@ def test_failed_save_reaches_the_apps_exception_view(redis_url, tmp_dir, request
                                 socket_timeout=2)
 
         def cut_then_write(req):
-            req.session['seen'] = 'yes'  # loaded while the store is up
+            req.session['seen'] = req.session['a']  # loaded while the store is up
             proxy.stop()
             req.session['written'] = 'never'
             return {'view': 'done'}
@@ -111,6 +111,26 @@ def test_failed_save_reaches_the_apps_exception_view(redis_url, tmp_dir, request
         app.get('/set', {'a': '1'})
         response = app.get('/hook/cut', status=503)
     assert response.json == {'store_down': True, 'messages': []}
+
+
+def test_a_failed_save_of_keys_set_unloaded_reaches_the_apps_exception_view(
+        redis_url, tmp_dir, request, factories):
+    """A request that only sets keys saves them without loading: when that
+    save fails, the exception view meets the same error on the session."""
+    proxy, url = proxied_redis(redis_url)
+    with proxy:
+        options = store_options('ext:redis', tmp_dir, request, url=url(),
+                                socket_timeout=2)
+
+        def write_then_cut(req):
+            req.session['written'] = 'never'
+            proxy.stop()
+            return {'view': 'done'}
+
+        app = build_app(factories(**options), {'cut': write_then_cut})
+        app.get('/set', {'a': '1'})
+        response = app.get('/hook/cut', status=503)
+    assert response.json == {'store_down': True, 'messages': ['same error: True']}
 
 
 def test_every_use_after_a_failed_load_raises_the_same_error(
@@ -141,16 +161,21 @@ def test_every_use_after_a_failed_load_raises_the_same_error(
 
 # -- 4. no resurrection -----------------------------------------------------------------
 
-def _race(kind, tmp_dir, request, factories, finish, idle=0):
-    """Request A loads the session ``idle`` seconds after it was written;
-    request B logs out meanwhile; A then ends with ``finish(session)``.
-    Return (app, factory, old cookie, A's response)."""
+def _load(session):
+    assert session['user'] == 'alice'
+
+
+def _race(kind, tmp_dir, request, factories, finish, idle=0, begin=_load):
+    """Request A begins with ``begin(session)`` (it loads the session) ``idle``
+    seconds after the session was written; request B logs out meanwhile; A
+    then ends with ``finish(session)``.  Return (app, factory, old cookie,
+    A's response)."""
     factory = factories(**store_options(kind, tmp_dir, request,
                                         refresh_interval=1))
     holder = {}
 
     def slow(req):
-        assert req.session['user'] == 'alice'  # A has loaded
+        begin(req.session)  # A has begun
         holder['app'].get('/invalidate', headers={'Cookie': '%s=%s' % (COOKIE, holder['cookie'])})
         finish(req.session)
         return {'done': True}
@@ -179,6 +204,49 @@ def test_logout_is_not_undone_by_a_request_in_flight(
     assert header.startswith(COOKIE + '=;') and 'Max-Age=0' in header
     replay = raw_get(app, '/get', '%s=%s' % (COOKIE, old))
     assert replay.json['data'] == {}
+    assert factory.store.load(cookie_id(old)) is None
+
+
+def test_logout_is_not_undone_by_a_write_only_request_in_flight(
+        server_kind, tmp_dir, request, factories):
+    """A request that only sets keys never reads the session: what it set
+    before and after the logout is dropped all the same."""
+    def begin(session):
+        session['early'] = 'write'
+
+    def end(session):
+        session['late'] = 'write'
+
+    app, factory, old, response = _race(server_kind, tmp_dir, request, factories, end,
+                                        begin=begin)
+    assert factory.store.load(cookie_id(old)) is None
+    header = response.headers.get('Set-Cookie', '')
+    assert header.startswith(COOKIE + '=;') and 'Max-Age=0' in header
+    assert raw_get(app, '/get', '%s=%s' % (COOKIE, old)).json['data'] == {}
+    assert factory.store.load(cookie_id(old)) is None
+
+
+def _put(req):
+    req.session['late'] = req.params['value']
+    return {}
+
+
+@pytest.mark.parametrize('gone', ['logged out', 'expired'])
+def test_a_write_only_request_on_a_session_gone_before_it_starts_a_new_one(
+        server_kind, tmp_dir, request, factories, gone):
+    factory = factories(**store_options(server_kind, tmp_dir, request))
+    app = build_app(factory, {'put': _put})
+    app.get('/set', {'user': 'alice'})
+    old = app.cookies[COOKIE]
+    if gone == 'logged out':
+        app.get('/invalidate')
+    else:  # still stored, but idle past the timeout (600 s)
+        past = time.time() - 700
+        factory.store.save(cookie_id(old), {'user': 'alice'}, frozenset(), past, past, 600)
+    response = raw_get(app, '/hook/put?value=x', '%s=%s' % (COOKIE, old))
+    fresh = response.headers['Set-Cookie'].split(';')[0].split('=', 1)[1]
+    assert cookie_id(fresh) != cookie_id(old)
+    assert raw_get(app, '/get', '%s=%s' % (COOKIE, fresh)).json['data'] == {'late': 'x'}
     assert factory.store.load(cookie_id(old)) is None
 
 

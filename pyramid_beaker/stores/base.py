@@ -247,6 +247,24 @@ class SessionStore:
         """
         raise NotImplementedError
 
+    #: True when :meth:`save_unloaded` saves a request's sets without a load.
+    saves_unloaded = False
+
+    def save_unloaded(self, session_id, changed, since, accessed, timeout, ttl):
+        """Set ``changed`` in a stored session the request did not load.
+
+        For requests that only set keys.  ``since`` is when the request
+        first used the session: the record counts as read then.  Return
+        ``(True, own expiry or None)`` when saved; ``(False, None)`` when
+        the record was deleted at or after ``since`` (a logout while the
+        request ran: its sets are dropped, as for a loaded session); and
+        ``(None, None)`` when the caller must load and save as usual: no
+        record, one idle past ``timeout`` (0: none) at ``since``, or one it
+        cannot judge unread.  ``ttl`` is as for :meth:`save`, unless the
+        session has its own expiry.
+        """
+        raise NotImplementedError
+
     def delete(self, session_id):
         """Remove the record of ``session_id`` (no error when absent)."""
         raise NotImplementedError

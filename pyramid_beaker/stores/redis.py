@@ -2,11 +2,18 @@
 
 Session ``<id>`` lives in the hash ``<key_prefix>session:<id>``.  Each user
 key is its own field (``k:<key>``, value a signed envelope from the codec),
-next to two plain metadata fields, ``m:created`` and ``m:accessed``.  Saving
-a request's changes is one call of a Lua script (``EVALSHA``), which Redis
-runs atomically: it sets and deletes only the fields that changed, so
-concurrent requests that change different keys all keep their change.  Every
-session key carries a TTL, refreshed on each save and touch.
+next to two plain metadata fields, ``m:created`` and ``m:accessed``.  A
+session with its own expiry (``set_expiry``) also keeps it, in seconds, in
+``m:expiry``.  Saving a request's changes is one call of a Lua script
+(``EVALSHA``), which Redis runs atomically: it sets and deletes only the
+fields that changed, so concurrent requests that change different keys all
+keep their change.  Every session key carries a TTL, refreshed on each save
+and touch.
+
+A request that only sets keys does not load the session: one script checks
+the stored times and sets the keys.  So that such a request still cannot
+write into a session logged out while it ran, deleting a session leaves
+``<key_prefix>gone:<id>``, holding the time of the deletion, for an hour.
 
 Cache entries live in ``<key_prefix>cache:<namespace>:<key>`` with the
 region's expiry as their TTL; creation locks in
@@ -25,12 +32,14 @@ from pyramid.exceptions import ConfigurationError
 from ..codec import InvalidData, SignedFields
 from ..coerce import as_host_port, as_list, as_required_str, as_str, mask_url
 from .base import (
+    EXPIRY_KEY,
     Backend,
     BaseNamespaceManager,
     Record,
     SessionBackendError,
     SessionStore,
     TokenLock,
+    now,
 )
 
 try:
@@ -46,9 +55,13 @@ DEFAULT_SOCKET_TIMEOUT = 5.0
 DEFAULT_LOCK_TIMEOUT = 30.0
 #: Retries of a command that failed on a primary that went away (Sentinel).
 FAILOVER_RETRIES = 20
+#: Seconds a deleted session's tombstone (``gone:<id>``) is kept.
+GONE_SECONDS = 3600
 _USER = b'k:'
 _CREATED = b'm:created'
 _ACCESSED = b'm:accessed'
+_EXPIRY = b'm:expiry'
+_SIGNED_EXPIRY = _USER + EXPIRY_KEY.encode()
 # Save (and touch) a session hash atomically.  KEYS[1]: the hash.  ARGV: the
 # TTL in seconds, the creation time (set only if the hash has none), 1 to
 # create the hash if missing or 0 to change nothing then (and return 0), the
@@ -72,6 +85,51 @@ if create then
     redis.call('hsetnx', key, 'm:created', ARGV[2])
 end
 redis.call('expire', key, ARGV[1])
+return 1
+"""
+# Set keys in a session hash the request did not load.  KEYS[1]: the hash,
+# KEYS[2]: its tombstone.  ARGV: the time the request first used the
+# session, the new access time, the factory's timeout (0: none), the TTL,
+# then field/value pairs.  Return the session's own expiry (0: none) when
+# saved, -2 when it was deleted since the request began, -1 when the caller
+# must load it (absent, idle past its timeout, unreadable, or with an own
+# expiry only in the signed field that versions before m:expiry kept).
+_UPDATE_LUA = """
+local key = KEYS[1]
+local since = tonumber(ARGV[1])
+local meta = redis.pcall('hmget', key, 'm:created', 'm:accessed', 'm:expiry', '%s')
+if meta.err then
+    return -1
+end
+local accessed, expiry = tonumber(meta[2]), tonumber(meta[3])
+if not accessed then
+    if redis.call('exists', key) == 0 then
+        local gone = tonumber(redis.call('get', KEYS[2]))
+        if gone and gone >= since then
+            return -2
+        end
+    end
+    return -1
+end
+if not tonumber(meta[1]) or (meta[4] and not expiry) then
+    return -1
+end
+local timeout = expiry or tonumber(ARGV[3])
+if timeout > 0 and accessed + timeout < since then
+    return -1
+end
+redis.call('hset', key, 'm:accessed', ARGV[2])
+for first = 5, #ARGV, 1000 do
+    redis.call('hset', key, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call('expire', key, expiry or ARGV[4])
+return expiry or 0
+""" % _SIGNED_EXPIRY.decode()
+# Delete a session hash and leave its tombstone.  KEYS[1]: the hash,
+# KEYS[2]: the tombstone.  ARGV: the time, the tombstone's TTL.
+_DELETE_LUA = """
+redis.call('del', KEYS[1])
+redis.call('set', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 # Delete the lock only if it still holds our token (it may have expired and
@@ -248,17 +306,22 @@ class RedisSessionStore(SessionStore):
     #: Makes the client (``ext:rediscluster`` makes a cluster client).
     connect = staticmethod(connect)
 
+    saves_unloaded = True
+
     def __init__(self, options, codec):
         super().__init__(options, codec)
         self.client = self.connect(options)
         self._owns_client = options.get('client') is None
         self.url = _describe(options, self.client)
         self.prefix = _option(options, 'key_prefix', DEFAULT_KEY_PREFIX)
-        self._save_sha = hashlib.sha1(_SAVE_LUA.encode()).hexdigest()
 
     def key(self, session_id):
         """The Redis key of ``session_id``'s hash."""
         return '%ssession:%s' % (self.prefix, session_id)
+
+    def gone_key(self, session_id):
+        """The Redis key of ``session_id``'s tombstone, once it is deleted."""
+        return '%sgone:%s' % (self.prefix, session_id)
 
     def _failed(self, action, exc):
         """The SessionBackendError for a RedisError raised by ``action``."""
@@ -278,6 +341,7 @@ class RedisSessionStore(SessionStore):
             return None
         created = fields.pop(_CREATED, None)
         accessed = fields.pop(_ACCESSED, None)
+        fields.pop(_EXPIRY, None)  # a copy of the signed k:_pb.expiry, for _UPDATE_LUA
         try:
             return Record(RedisFields(fields, self.codec), float(created), float(accessed))
         except (TypeError, ValueError):  # a time missing, or not a number
@@ -292,40 +356,64 @@ class RedisSessionStore(SessionStore):
 
     def save(self, session_id, changed, deleted, created, accessed, ttl, create=True,
              token=None):
-        args = [int(ttl), created, 1 if create else 0, len(deleted)]
-        args.extend(_field(name) for name in deleted)
-        args.append(_ACCESSED)
-        args.append(accessed)
+        names = [_field(name) for name in deleted]
+        if EXPIRY_KEY in deleted:
+            names.append(_EXPIRY)
+        args = [int(ttl), created, 1 if create else 0, len(names), *names, _ACCESSED, accessed]
         for name, value in changed.items():
             args.append(_field(name))
             args.append(self.codec.dumps(value))
-        return self._run_save('save', session_id, args)
+        if EXPIRY_KEY in changed:
+            args.append(_EXPIRY)
+            args.append(changed[EXPIRY_KEY])
+        return bool(self._run(_SAVE, 'save', session_id, args))
 
     def touch(self, session_id, accessed, ttl, token=None):
-        return self._run_save('touch', session_id, [int(ttl), accessed, 0, 0, _ACCESSED, accessed])
+        return bool(self._run(_SAVE, 'touch', session_id,
+                              [int(ttl), accessed, 0, 0, _ACCESSED, accessed]))
 
-    def _run_save(self, action, session_id, args):
-        """Run the save script (``EVALSHA``; on ``NOSCRIPT``, as after a
-        restart, load it and run it again); return True when it saved."""
-        key = self.key(session_id)
-        try:
-            try:
-                return bool(self.client.evalsha(self._save_sha, 1, key, *args))
-            except redis.exceptions.NoScriptError:
-                self.client.script_load(_SAVE_LUA)
-                return bool(self.client.evalsha(self._save_sha, 1, key, *args))
-        except redis.RedisError as exc:
-            raise self._failed(action, exc) from exc
+    def save_unloaded(self, session_id, changed, since, accessed, timeout, ttl):
+        args = [since, accessed, timeout, int(ttl)]
+        for name, value in changed.items():
+            args.append(_field(name))
+            args.append(self.codec.dumps(value))
+        expiry = self._run(_UPDATE, 'save', session_id, args, gone=True)
+        if expiry >= 0:
+            return True, expiry or None
+        return (False if expiry == -2 else None), None
 
     def delete(self, session_id):
+        self._run(_DELETE, 'delete', session_id, [now(), GONE_SECONDS], gone=True)
+
+    def _run(self, script, action, session_id, args, gone=False):
+        """Run ``script`` (``EVALSHA``; on ``NOSCRIPT``, as after a restart,
+        load it and run it again) on the session's key, and with ``gone``
+        on its tombstone too; return what it returns."""
+        keys = (self.key(session_id), self.gone_key(session_id)) if gone \
+            else (self.key(session_id),)
         try:
-            self.client.delete(self.key(session_id))
+            try:
+                return self.client.evalsha(script.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                self.client.script_load(script.source)
+                return self.client.evalsha(script.sha, len(keys), *keys, *args)
         except redis.RedisError as exc:
-            raise self._failed('delete', exc) from exc
+            raise self._failed(action, exc) from exc
 
     def close(self):
         if self._owns_client:
             self.client.close()
+
+
+class _Script:
+    """A Lua script, run by its SHA1 digest."""
+
+    def __init__(self, source):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_SAVE, _UPDATE, _DELETE = _Script(_SAVE_LUA), _Script(_UPDATE_LUA), _Script(_DELETE_LUA)
 
 
 def _field(name):

@@ -5,8 +5,9 @@ per session saved by one Lua script call, one string per cache entry), but
 through redis-py's :class:`~redis.cluster.RedisCluster`, which knows which
 node serves which slot and follows ``MOVED`` and ``ASK`` redirections, so
 none reaches the app.  The session id is the key's hash tag
-(``beaker:session:{<id>}``): whatever is stored for one session stays in one
-slot, which a Lua script needs.
+(``beaker:session:{<id>}``, and ``beaker:gone:{<id>}`` for its tombstone):
+whatever is stored for one session stays in one slot, which a Lua script
+needs.
 
 ``url`` lists one or more startup nodes separated by commas
 (``redis://10.0.0.1:7000,redis://10.0.0.2:7000``), as Beaker's own
@@ -96,6 +97,9 @@ class RedisClusterSessionStore(RedisSessionStore):
 
     def key(self, session_id):
         return '%ssession:{%s}' % (self.prefix, session_id)
+
+    def gone_key(self, session_id):
+        return '%sgone:{%s}' % (self.prefix, session_id)
 
 
 class RedisClusterNamespaceManager(RedisNamespaceManager):
