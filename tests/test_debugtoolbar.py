@@ -5,7 +5,9 @@ check what it records for misses and for a session that changes.
 """
 import pytest
 import webtest
+from pyramid.config import Configurator
 
+from .session_stores import store_options
 from .test_example import PASSWORD, beaker_shop, csrf_token, ini_settings
 
 pytest.importorskip('pyramid_debugtoolbar')
@@ -87,3 +89,28 @@ def test_the_session_work_of_a_login(app):
                   for row in panel.select('#pyramid-beaker-store-calls tbody tr')]
     assert operations[0] == 'load' and 'save' in operations
     assert session['Round trips to the store'] == str(len(operations))
+
+
+def test_keys_set_without_a_load_are_shown_with_their_one_store_call(redis_url, request):
+    """On Redis a request that only sets keys saves them without a load.
+    (The toolbar's own session panel would load it: only ours is shown.)"""
+    options = store_options('ext:redis', '', request)
+    settings = {'session.' + name: value for name, value in options.items()}
+    settings['pyramid.includes'] = 'pyramid_beaker pyramid_debugtoolbar'
+    settings['debugtoolbar.panels'] = 'headers pyramid_beaker'
+
+    def put(req):
+        req.session['theme'] = req.params['theme']
+        return {}
+
+    config = Configurator(settings=settings)
+    config.add_route('put', '/put')
+    config.add_view(put, route_name='put', renderer='json')
+    app = webtest.TestApp(config.make_wsgi_app(), extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    app.get('/put', {'theme': 'light'})  # creates the session: a load finds no cookie
+    app.get('/put', {'theme': 'dark'})
+    session = session_rows(last_panel(app))
+    assert session['Loaded'] == 'no' and session['Keys changed'] == 'theme'
+    operations = [row.select('td')[0].text
+                  for row in last_panel(app).select('#pyramid-beaker-store-calls tbody tr')]
+    assert operations == ['save_unloaded'] and session['Round trips to the store'] == '1'

@@ -13,13 +13,23 @@ from pyramid.interfaces import ISessionFactory
 from webtest import TestApp
 
 from pyramid_beaker import session_factory_from_settings, set_cache_regions_from_settings
+from pyramid_beaker.stores.base import now
 from pyramid_beaker.stores.rediscluster import (
     RedisClusterNamespaceManager,
     RedisClusterSessionStore,
 )
 
 from .backend_faults import require_redis_server
-from .helpers import COOKIE, app_maker, compute_together, cookie_id, run_together, signed_cache
+from .helpers import (
+    CODEC,
+    COOKIE,
+    app_maker,
+    compute_together,
+    cookie_id,
+    new_id,
+    run_together,
+    signed_cache,
+)
 from .redis_servers import RedisCluster
 from .session_app import SECRET
 
@@ -159,3 +169,25 @@ def test_beakers_own_cluster_class_gets_its_urls(cluster, apps):
     cache = beaker_cache.Cache('cluster-beaker', **regions['r'])
     cache.put('k', 'v')
     assert cache.get('k') == 'v'
+
+
+def test_writes_without_a_load_and_tombstones_stay_in_the_sessions_slot(cluster, prefix):
+    """The unloaded save and the deletion each run one script on two keys
+    (the hash and its tombstone): both must be in one slot, on every node."""
+    store = RedisClusterSessionStore({'url': cluster.url, 'key_prefix': prefix}, CODEC)
+    try:
+        homes = set()
+        for n in range(30):
+            sid = new_id()
+            assert cluster.slot(store.gone_key(sid)) == cluster.slot(store.key(sid))
+            homes.add(cluster.node_of(store.key(sid)))
+            began = now()
+            store.save(sid, {'n': n}, frozenset(), began, began, 600)
+            assert store.save_unloaded(sid, {'m': n}, began, now(), 600, 600) == (True, None)
+            assert store.load(sid).data == {'n': n, 'm': n}
+            store.delete(sid)
+            assert store.save_unloaded(sid, {'late': 1}, began, now(), 600, 600) == (False, None)
+            assert store.load(sid) is None
+        assert homes == {node.port for node in cluster.nodes}
+    finally:
+        store.close()

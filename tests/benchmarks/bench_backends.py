@@ -12,8 +12,7 @@ prints three tables, all measured in this one run:
    server and several side by side: Redis, Redis behind Sentinel, Redis
    Cluster (``MONITOR`` on every node), one memcached and a pool of three
    (the servers' own ``stats`` counters), PostgreSQL and MariaDB (SQLAlchemy
-   events: statements, commits and rollbacks, and the ping of each pool
-   checkout).
+   events: statements, and the commits and rollbacks of transactions).
 3. Cost per request, in process: the Pyramid router called as a WSGI app
    with prepared environs; the median of several loops, and its ratio to
    the same app without a session factory (its 'untouched' view).
@@ -232,6 +231,7 @@ def command_table(env):
             continue
         cookie = new_session(app)
         call(app, environ('/read', cookie))  # connections are open now
+        call(app, environ('/write', cookie))  # and the server knows the write's script
         log = CommandLog(env['redis_port'])
         cells = []
         try:
@@ -293,20 +293,23 @@ class MemcachedCounter:
 
 
 class DatabaseCounter:
-    """Statements, commits, rollbacks and pool checkouts (each pinged) on ``engine``."""
+    """Statements on both of the store's engines, and commits and rollbacks
+    on ``engine``, the one of transactions (on ``autocommit``, the engine of
+    single statements, a commit sends nothing).  Pool checkouts are not
+    round trips: the store does not ping (``sa.pool_pre_ping`` is off)."""
 
-    EVENTS = ('before_cursor_execute', 'commit', 'rollback', 'checkout')
-
-    def __init__(self, engine):
+    def __init__(self, engine, autocommit):
         from sqlalchemy import event
 
         self.events = []
         self.targets = []
-        for name in self.EVENTS:
-            target = engine.pool if name == 'checkout' else engine
-            listener = self._listener(name)
-            event.listen(target, name, listener)
-            self.targets.append((target, name, listener))
+        names = {engine: ['before_cursor_execute', 'commit', 'rollback']}
+        names.setdefault(autocommit, ['before_cursor_execute'])
+        for target, events in names.items():
+            for name in events:
+                listener = self._listener(name)
+                event.listen(target, name, listener)
+                self.targets.append((target, name, listener))
 
     def _listener(self, name):
         def listen(*args, **kwargs):
@@ -338,7 +341,7 @@ def counter_for(name, app, env):
     if name.startswith('ext:memcached'):
         return MemcachedCounter(env['memcached_pool' if name.endswith('pool')
                                     else 'memcached'].split(';'))
-    return DatabaseCounter(store.engine)
+    return DatabaseCounter(store.engine, store.autocommit)
 
 
 def round_trip_table(env):
