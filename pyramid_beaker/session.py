@@ -2,10 +2,10 @@
 
 The session loads lazily (``request.session`` alone does no I/O), records
 which keys a request changed, and saves only those keys when the response
-is made, as an atomic merge in the store.  A request that only sets keys
-does not load at all where the store can save without (Redis).  A request that only reads does
+is made, as an atomic merge in the store.  A request that only reads does
 not write, except to refresh the stored access time at most once per
-``refresh_interval``.
+``refresh_interval``; one that only sets keys does not load, where the
+store can save them without (Redis).
 """
 import datetime
 import hmac

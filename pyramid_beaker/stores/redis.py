@@ -305,7 +305,6 @@ class RedisSessionStore(SessionStore):
     name = 'ext:redis'
     #: Makes the client (``ext:rediscluster`` makes a cluster client).
     connect = staticmethod(connect)
-
     saves_unloaded = True
 
     def __init__(self, options, codec):
