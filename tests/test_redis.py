@@ -14,6 +14,8 @@ import uuid
 import pytest
 import redis
 from beaker import cache as beaker_cache
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyramid.exceptions import ConfigurationError
 from webtest import TestApp
 
@@ -943,3 +945,53 @@ def test_store_drops_sets_into_a_record_deleted_while_the_request_ran(store, cli
                                600) == (None, None)
     assert store.load(sid) is None
     assert not client.exists('%ssession:%s' % (prefix, sid))
+
+
+DICT_OPS = st.lists(st.tuples(
+    st.sampled_from(['set', 'set', 'get', 'in', 'pop', 'setdefault', 'len', 'keys', 'update']),
+    st.sampled_from(['a', 'b', 'c']), st.integers(0, 9)), max_size=6)
+
+
+def _run_ops(target, ops):
+    """Apply ``ops`` to a session or a dict; return what each returned."""
+    results = []
+    for op, key, value in ops:
+        if op == 'set':
+            target[key] = value
+            results.append(None)
+        elif op == 'get':
+            results.append(target.get(key))
+        elif op == 'in':
+            results.append(key in target)
+        elif op == 'pop':
+            results.append(target.pop(key, None))
+        elif op == 'setdefault':
+            results.append(target.setdefault(key, value))
+        elif op == 'len':
+            results.append(len(target))
+        elif op == 'keys':
+            results.append(sorted(target.keys()))
+        else:
+            target.update({key: value})
+            results.append(None)
+    return results
+
+
+@settings(max_examples=60, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=DICT_OPS)
+def test_keys_set_before_a_load_behave_as_a_dicts(redis_url, prefix, ops):
+    """Whatever a request does after setting keys unloaded, it sees and
+    stores what a plain dict holding the stored session would."""
+    def run(request):
+        return {'results': _run_ops(request.session, json.loads(request.params['ops']))}
+
+    config = make_config(type='ext:redis', url=redis_url, key_prefix=prefix)
+    config.add_route('run', '/run')
+    config.add_view(run, route_name='run', renderer='json')
+    app = TestApp(config.make_wsgi_app())
+    app.get('/set', {'a': '1', 'b': '2'})
+    model = {'a': '1', 'b': '2'}
+    expected = _run_ops(model, ops)
+    assert app.get('/run', {'ops': json.dumps(ops)}).json['results'] == expected
+    assert app.get('/get').json['data'] == model
