@@ -359,9 +359,7 @@ class RedisSessionStore(SessionStore):
         if EXPIRY_KEY in deleted:
             names.append(_EXPIRY)
         args = [int(ttl), created, 1 if create else 0, len(names), *names, _ACCESSED, accessed]
-        for name, value in changed.items():
-            args.append(_field(name))
-            args.append(self.codec.dumps(value))
+        self._add_fields(args, changed)
         if EXPIRY_KEY in changed:
             args.append(_EXPIRY)
             args.append(changed[EXPIRY_KEY])
@@ -373,13 +371,17 @@ class RedisSessionStore(SessionStore):
 
     def save_unloaded(self, session_id, changed, since, accessed, timeout, ttl):
         args = [since, accessed, timeout, int(ttl)]
-        for name, value in changed.items():
-            args.append(_field(name))
-            args.append(self.codec.dumps(value))
+        self._add_fields(args, changed)
         expiry = self._run(_UPDATE, 'save', session_id, args, gone=True)
         if expiry >= 0:
             return True, expiry or None
         return (False if expiry == -2 else None), None
+
+    def _add_fields(self, args, changed):
+        """Append each changed key's field name and signed value to ``args``."""
+        for name, value in changed.items():
+            args.append(_field(name))
+            args.append(self.codec.dumps(value))
 
     def delete(self, session_id):
         self._run(_DELETE, 'delete', session_id, [now(), GONE_SECONDS], gone=True)
