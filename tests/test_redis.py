@@ -350,10 +350,16 @@ def one_key_app(url, prefix, **options):
         request.session.set_expiry(int(request.params['seconds']))
         return {}
 
+    return views_app(url, prefix, {'one': read_one, 'put': put, 'remember': remember},
+                     **options)
+
+
+def views_app(url, prefix, views, **options):
+    """A Redis session app plus ``views`` (``{path: view}``), answering JSON."""
     config = make_config(type='ext:redis', url=url, key_prefix=prefix, **options)
-    for view in (read_one, put, remember):
-        config.add_route(view.__name__, '/' + view.__name__.split('_')[-1])
-        config.add_view(view, route_name=view.__name__, renderer='json')
+    for path, view in views.items():
+        config.add_route(path, '/' + path)
+        config.add_view(view, route_name=path, renderer='json')
     return TestApp(config.make_wsgi_app())
 
 
@@ -900,10 +906,7 @@ def test_sets_before_a_read_are_seen_by_the_read(redis_url, prefix):
         return {'b': request.session['b'], 'all': dict(request.session),
                 'new': request.session.new}
 
-    config = make_config(type='ext:redis', url=redis_url, key_prefix=prefix)
-    config.add_route('put_then_read', '/put_then_read')
-    config.add_view(put_then_read, route_name='put_then_read', renderer='json')
-    app = TestApp(config.make_wsgi_app())
+    app = views_app(redis_url, prefix, {'put_then_read': put_then_read})
     app.get('/set', {'a': '1', 'b': 'old b'})
     assert app.get('/put_then_read').json == {
         'b': 'new b', 'all': {'a': '1', 'b': 'new b', 'c': '3'}, 'new': False}
@@ -986,10 +989,7 @@ def test_keys_set_before_a_load_behave_as_a_dicts(redis_url, prefix, ops):
     def run(request):
         return {'results': _run_ops(request.session, json.loads(request.params['ops']))}
 
-    config = make_config(type='ext:redis', url=redis_url, key_prefix=prefix)
-    config.add_route('run', '/run')
-    config.add_view(run, route_name='run', renderer='json')
-    app = TestApp(config.make_wsgi_app())
+    app = views_app(redis_url, prefix, {'run': run})
     app.get('/set', {'a': '1', 'b': '2'})
     model = {'a': '1', 'b': '2'}
     expected = _run_ops(model, ops)
